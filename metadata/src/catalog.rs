@@ -1,0 +1,388 @@
+//! The typed layer over a [`MetadataStore`]: topics, partitions and their leader epochs.
+//!
+//! Keys (values are JSON):
+//! - `/silt/cluster` → [`ClusterRecord`]
+//! - `/silt/topics/{name}` → [`TopicRecord`]
+//! - `/silt/partitions/{topic_id}/{partition:05}` → [`PartitionRecord`]
+
+use crate::store::{Compare, MetadataStore, Op, Txn};
+use crate::types::{LeaderEpoch, NodeId, Offset, TopicId};
+use crate::{Error, Result};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const CLUSTER_KEY: &str = "/silt/cluster";
+const TOPICS_PREFIX: &str = "/silt/topics/";
+const PARTITIONS_PREFIX: &str = "/silt/partitions/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub cluster_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub id: TopicId,
+    pub partitions: i32,
+    /// As requested by the client; durability comes from the bucket, not from copies.
+    pub replication_factor: i16,
+    /// Topic-level config overrides, by Kafka name.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One entry of a partition's leader-epoch history: `epoch` began at `start_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochEntry {
+    pub epoch: LeaderEpoch,
+    pub start_offset: Offset,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub leader: NodeId,
+    pub leader_epoch: LeaderEpoch,
+    pub epoch_history: Vec<EpochEntry>,
+}
+
+impl PartitionRecord {
+    /// Kafka's `OffsetForLeaderEpoch` answer for `requested`: the largest known epoch not above
+    /// it and the offset where the next epoch began (the log end for the current epoch).
+    /// `None` stands for Kafka's undefined epoch and offset (-1, -1).
+    pub fn end_offset_for(
+        &self,
+        requested: LeaderEpoch,
+        log_end: Offset,
+    ) -> Option<(LeaderEpoch, Offset)> {
+        let latest = self.epoch_history.last()?;
+        if requested == latest.epoch {
+            return Some((requested, log_end));
+        }
+        let higher = self.epoch_history.iter().find(|e| e.epoch > requested)?;
+        match self
+            .epoch_history
+            .iter()
+            .rev()
+            .find(|e| e.epoch <= requested)
+        {
+            Some(floor) => Some((floor.epoch, higher.start_offset)),
+            None => Some((requested, higher.start_offset)),
+        }
+    }
+
+    /// The record after a new leadership term starting at `log_end`, led by `leader`.
+    pub fn next_term(&self, leader: NodeId, log_end: Offset) -> PartitionRecord {
+        let epoch = self.leader_epoch.next();
+        let mut history: Vec<EpochEntry> = self
+            .epoch_history
+            .iter()
+            .copied()
+            // An epoch that began at or after the new start holds no records.
+            .filter(|e| e.start_offset < log_end)
+            .collect();
+        history.push(EpochEntry {
+            epoch,
+            start_offset: log_end,
+        });
+        PartitionRecord {
+            leader,
+            leader_epoch: epoch,
+            epoch_history: history,
+        }
+    }
+}
+
+/// A partition's record with the store revision it was read at (for conditional updates).
+#[derive(Debug, Clone)]
+pub struct VersionedPartition {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub record: PartitionRecord,
+    pub mod_revision: i64,
+}
+
+/// Typed access to cluster metadata.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn MetadataStore>,
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| Error::Codec {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Codec {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn topic_key(name: &str) -> String {
+    format!("{TOPICS_PREFIX}{name}")
+}
+
+fn partitions_prefix(topic: TopicId) -> String {
+    format!("{PARTITIONS_PREFIX}{topic}/")
+}
+
+fn partition_key(topic: TopicId, partition: i32) -> String {
+    format!("{PARTITIONS_PREFIX}{topic}/{partition:05}")
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn MetadataStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    /// The cluster id, created on first use.
+    pub async fn cluster_id(&self) -> Result<String> {
+        if let Some(kv) = self.store.get(CLUSTER_KEY).await? {
+            return Ok(decode::<ClusterRecord>(CLUSTER_KEY, &kv.value)?.cluster_id);
+        }
+        let record = ClusterRecord {
+            cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        self.store
+            .txn(
+                Txn::new()
+                    .when(Compare::absent(CLUSTER_KEY))
+                    .then(Op::put(CLUSTER_KEY, encode(CLUSTER_KEY, &record)?)),
+            )
+            .await?;
+        // Whoever won the race, read back the stored one.
+        let kv = self.store.get(CLUSTER_KEY).await?.ok_or(Error::Conflict {
+            key: CLUSTER_KEY.into(),
+        })?;
+        Ok(decode::<ClusterRecord>(CLUSTER_KEY, &kv.value)?.cluster_id)
+    }
+
+    pub async fn topics(&self) -> Result<Vec<TopicRecord>> {
+        self.store
+            .list(TOPICS_PREFIX)
+            .await?
+            .iter()
+            .map(|kv| decode(&kv.key, &kv.value))
+            .collect()
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicRecord>> {
+        let key = topic_key(name);
+        match self.store.get(&key).await? {
+            Some(kv) => Ok(Some(decode(&key, &kv.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the topic and its partitions, each led by `leader` at epoch 0 from offset 0.
+    pub async fn create_topic(&self, topic: &TopicRecord, leader: NodeId) -> Result<()> {
+        let key = topic_key(&topic.name);
+        let mut txn = Txn::new()
+            .when(Compare::absent(&key))
+            .then(Op::put(&key, encode(&key, topic)?));
+        for p in 0..topic.partitions {
+            let pkey = partition_key(topic.id, p);
+            let record = PartitionRecord {
+                leader,
+                leader_epoch: LeaderEpoch(0),
+                epoch_history: vec![EpochEntry {
+                    epoch: LeaderEpoch(0),
+                    start_offset: Offset(0),
+                }],
+            };
+            txn = txn.then(Op::put(&pkey, encode(&pkey, &record)?));
+        }
+        if self.store.txn(txn).await?.succeeded {
+            Ok(())
+        } else {
+            Err(Error::TopicExists(topic.name.clone()))
+        }
+    }
+
+    /// Deletes the topic and its partitions; returns what was deleted.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord> {
+        let key = topic_key(name);
+        let kv = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::TopicNotFound(name.to_string()))?;
+        let topic: TopicRecord = decode(&key, &kv.value)?;
+        let txn = Txn::new()
+            .when(Compare::mod_revision(&key, kv.mod_revision))
+            .then(Op::delete(&key))
+            .then(Op::delete_prefix(partitions_prefix(topic.id)));
+        if self.store.txn(txn).await?.succeeded {
+            Ok(topic)
+        } else {
+            Err(Error::Conflict { key })
+        }
+    }
+
+    pub async fn partitions(&self, topic: TopicId) -> Result<Vec<VersionedPartition>> {
+        let mut out = Vec::new();
+        for kv in self.store.list(&partitions_prefix(topic)).await? {
+            let partition = kv
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .ok_or_else(|| Error::Corrupt {
+                    path: kv.key.clone().into(),
+                    reason: "partition key without a partition number".into(),
+                })?;
+            out.push(VersionedPartition {
+                topic_id: topic,
+                partition,
+                record: decode(&kv.key, &kv.value)?,
+                mod_revision: kv.mod_revision,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes new partition records in one transaction, each conditional on the revision it was
+    /// read at. `Conflict` if any changed meanwhile (nothing is written then).
+    pub async fn update_partitions(
+        &self,
+        updates: &[(VersionedPartition, PartitionRecord)],
+    ) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut txn = Txn::new();
+        for (current, next) in updates {
+            let key = partition_key(current.topic_id, current.partition);
+            txn = txn
+                .when(Compare::mod_revision(&key, current.mod_revision))
+                .then(Op::put(&key, encode(&key, next)?));
+        }
+        if self.store.txn(txn).await?.succeeded {
+            Ok(())
+        } else {
+            Err(Error::Conflict {
+                key: PARTITIONS_PREFIX.into(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedMetadataStore;
+
+    fn history(entries: &[(i32, i64)]) -> PartitionRecord {
+        PartitionRecord {
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(entries.last().unwrap().0),
+            epoch_history: entries
+                .iter()
+                .map(|&(e, o)| EpochEntry {
+                    epoch: LeaderEpoch(e),
+                    start_offset: Offset(o),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn end_offset_for_follows_kafka() {
+        let p = history(&[(0, 0), (2, 10), (5, 30)]);
+        let leo = Offset(42);
+        assert_eq!(
+            p.end_offset_for(LeaderEpoch(5), leo),
+            Some((LeaderEpoch(5), leo))
+        );
+        assert_eq!(
+            p.end_offset_for(LeaderEpoch(0), leo),
+            Some((LeaderEpoch(0), Offset(10)))
+        );
+        // An epoch in a gap answers with the floor epoch and the next epoch's start.
+        assert_eq!(
+            p.end_offset_for(LeaderEpoch(3), leo),
+            Some((LeaderEpoch(2), Offset(30)))
+        );
+        assert_eq!(p.end_offset_for(LeaderEpoch(6), leo), None);
+        let q = history(&[(3, 5), (4, 9)]);
+        assert_eq!(
+            q.end_offset_for(LeaderEpoch(1), leo),
+            Some((LeaderEpoch(1), Offset(5)))
+        );
+    }
+
+    #[test]
+    fn next_term_drops_empty_epochs() {
+        let p = history(&[(0, 0), (1, 10)]);
+        let q = p.next_term(NodeId(1), Offset(10));
+        assert_eq!(q.leader_epoch, LeaderEpoch(2));
+        assert_eq!(
+            q.epoch_history,
+            history(&[(0, 0), (2, 10)]).epoch_history,
+            "epoch 1 began at 10 and holds nothing"
+        );
+        let r = q.next_term(NodeId(1), Offset(15));
+        assert_eq!(
+            r.epoch_history,
+            history(&[(0, 0), (2, 10), (3, 15)]).epoch_history
+        );
+    }
+
+    #[tokio::test]
+    async fn topic_lifecycle() {
+        let catalog = Catalog::new(Arc::new(EmbeddedMetadataStore::in_memory()));
+        let id = catalog.cluster_id().await.unwrap();
+        assert_eq!(
+            id,
+            catalog.cluster_id().await.unwrap(),
+            "cluster id is stable"
+        );
+        let topic = TopicRecord {
+            name: "orders".into(),
+            id: TopicId::random(),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+        };
+        catalog.create_topic(&topic, NodeId(1)).await.unwrap();
+        assert!(matches!(
+            catalog.create_topic(&topic, NodeId(1)).await,
+            Err(Error::TopicExists(_))
+        ));
+        assert_eq!(catalog.topic("orders").await.unwrap().unwrap(), topic);
+        let parts = catalog.partitions(topic.id).await.unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.partition).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+
+        let bumps: Vec<_> = parts
+            .iter()
+            .map(|p| (p.clone(), p.record.next_term(NodeId(1), Offset(0))))
+            .collect();
+        catalog.update_partitions(&bumps).await.unwrap();
+        assert!(
+            matches!(
+                catalog.update_partitions(&bumps).await,
+                Err(Error::Conflict { .. })
+            ),
+            "stale revisions are refused"
+        );
+        let parts = catalog.partitions(topic.id).await.unwrap();
+        assert!(parts
+            .iter()
+            .all(|p| p.record.leader_epoch == LeaderEpoch(1)));
+
+        catalog.delete_topic("orders").await.unwrap();
+        assert!(catalog.topic("orders").await.unwrap().is_none());
+        assert!(catalog.partitions(topic.id).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+/// Errors of the metadata layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("metadata store I/O on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata store file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("encode or decode metadata value for key {key}")]
+    Codec {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("lease {0} not found or expired")]
+    LeaseNotFound(i64),
+    /// A conditional write lost to a concurrent writer; re-read and retry.
+    #[error("conditional write on {key} failed: the value changed concurrently")]
+    Conflict { key: String },
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("topic {0} not found")]
+    TopicNotFound(String),
+    #[error("metadata store is closed")]
+    Closed,
+    #[error("metadata store task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict { .. } | Error::Io { .. } | Error::Task(_)
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

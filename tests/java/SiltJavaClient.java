@@ -1,0 +1,642 @@
+// End-to-end test client for Silt, built with plain javac against
+// kafka-clients 3.x and 4.x (see build.sh). Java 17, default package.
+//
+// Usage:
+//   java -cp 'classes/3:lib/3/*' SiltJavaClient <command> <bootstrap> [args]
+//
+// Commands:
+//   roundtrip <bootstrap> <topic> <count> [compression]
+//       Create <topic> (3 partitions, RF 3), produce <count> records, consume
+//       them back without a consumer group, verify everything, check
+//       offsetsForTimes/endOffsets, delete the topic and wait until it is gone.
+//   produce <bootstrap> <topic> <count> [compression]
+//       Create <topic> (3 partitions, RF 3) unless it exists, then produce
+//       <count> records to it (same record shape as roundtrip).
+//   consume <bootstrap> <topic> <count>
+//       assign() all partitions of <topic>, seek to beginning, poll until
+//       <count> records arrived; verify per-partition offsets are contiguous.
+//
+// Record i (0-based) has: partition i % numPartitions, key "key-i",
+// value "value-i" (null when i % 10 == 0), header "h" = bytes "hv-i",
+// timestamp 1700000000000 + i.
+//
+// Output: exactly one JSON line on stdout, {"ok":true,...} with exit 0, or
+// {"ok":false,"error":"..."} with exit 1. Client logs (slf4j-simple) and
+// stack traces go to stderr.
+//
+// Environment:
+//   SILT_JAVA_TIMEOUT_MS   request/api/max.block timeouts (default 30000);
+//                          consume waits 2x this for records.
+//   SILT_JAVA_DEADLINE_MS  hard watchdog for the whole run (default 10x timeout)
+//   SILT_JAVA_LOG_LEVEL    slf4j-simple level (default warn)
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.record.TimestampType;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+public final class SiltJavaClient {
+
+    static final long BASE_TS = 1_700_000_000_000L;
+    static final int PARTITIONS = 3;
+    static final short REPLICATION = 3;
+    static final int LINGER_MS = 5;
+
+    static final long TIMEOUT_MS = envLong("SILT_JAVA_TIMEOUT_MS", 30_000L);
+    static final long DEADLINE_MS = envLong("SILT_JAVA_DEADLINE_MS", 10 * TIMEOUT_MS);
+    /** Producer delivery.timeout.ms; must be >= linger.ms + request.timeout.ms. */
+    static final long DELIVERY_TIMEOUT_MS = TIMEOUT_MS + LINGER_MS + 1_000L;
+    /** Extra slack on Future.get() beyond the client's own timeout. */
+    static final long SLACK_MS = 5_000L;
+    static final Duration CLOSE_TIMEOUT = Duration.ofMillis(Math.min(TIMEOUT_MS, 5_000L));
+
+    static final AtomicBoolean FINISHED = new AtomicBoolean(false);
+
+    static {
+        // Must run before any Kafka class initialises slf4j.
+        String level = System.getenv("SILT_JAVA_LOG_LEVEL");
+        setDefaultProperty("org.slf4j.simpleLogger.defaultLogLevel",
+                level == null || level.isEmpty() ? "warn" : level);
+        setDefaultProperty("org.slf4j.simpleLogger.logFile", "System.err");
+        setDefaultProperty("org.slf4j.simpleLogger.showDateTime", "true");
+    }
+
+    /** Thrown for verification failures; message goes into the JSON error. */
+    static final class CheckFailed extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        CheckFailed(String msg) {
+            super(msg);
+        }
+    }
+
+    public static void main(String[] args) {
+        startWatchdog();
+        try {
+            if (args.length < 1) {
+                throw new CheckFailed(usage());
+            }
+            String cmd = args[0];
+            String json;
+            switch (cmd) {
+                case "roundtrip": {
+                    need(args, 4, 5);
+                    json = roundtrip(args[1], args[2], parseCount(args[3]),
+                            args.length > 4 ? args[4] : "none");
+                    break;
+                }
+                case "produce": {
+                    need(args, 4, 5);
+                    json = produceCmd(args[1], args[2], parseCount(args[3]),
+                            args.length > 4 ? args[4] : "none");
+                    break;
+                }
+                case "consume": {
+                    need(args, 4, 4);
+                    json = consumeCmd(args[1], args[2], parseCount(args[3]));
+                    break;
+                }
+                default:
+                    throw new CheckFailed("unknown command '" + cmd + "'; " + usage());
+            }
+            finish(true, json);
+        } catch (Throwable t) {
+            if (!(t instanceof CheckFailed)) {
+                t.printStackTrace(System.err);
+            }
+            finish(false, "\"error\":" + jsonString(describe(t)));
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    static String roundtrip(String bootstrap, String topic, int count, String compression)
+            throws Exception {
+        if (count < 1) {
+            throw new CheckFailed("roundtrip needs count >= 1");
+        }
+        Admin admin = Admin.create(adminProps(bootstrap));
+        try {
+            step("create topic " + topic);
+            get(admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, REPLICATION))).all(),
+                    "createTopics");
+
+            step("produce " + count);
+            produce(bootstrap, topic, count, compression, PARTITIONS);
+
+            step("consume " + count);
+            int consumed;
+            KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProps(bootstrap));
+            try {
+                List<TopicPartition> tps = new ArrayList<>();
+                for (int p = 0; p < PARTITIONS; p++) {
+                    tps.add(new TopicPartition(topic, p));
+                }
+                consumer.assign(tps);
+                consumer.seekToBeginning(tps);
+
+                long[] nextOffset = new long[PARTITIONS];
+                boolean[] seen = new boolean[count];
+                int target = count / 2;
+                long targetOffset = -1;
+                consumed = 0;
+                long deadline = System.currentTimeMillis() + 2 * TIMEOUT_MS;
+                while (consumed < count && System.currentTimeMillis() < deadline) {
+                    ConsumerRecords<String, String> recs = consumer.poll(Duration.ofMillis(500));
+                    for (ConsumerRecord<String, String> r : recs) {
+                        int i = verifyRecord(r, count, PARTITIONS, seen);
+                        int p = r.partition();
+                        if (r.offset() != nextOffset[p]) {
+                            throw new CheckFailed(String.format(
+                                    "partition %d: expected offset %d, got %d (key %s)",
+                                    p, nextOffset[p], r.offset(), r.key()));
+                        }
+                        nextOffset[p]++;
+                        if (r.offset() != i / PARTITIONS) {
+                            throw new CheckFailed(String.format(
+                                    "record %s out of order: at %s-%d offset %d, expected offset %d",
+                                    r.key(), r.topic(), p, r.offset(), i / PARTITIONS));
+                        }
+                        if (i == target) {
+                            targetOffset = r.offset();
+                        }
+                        consumed++;
+                    }
+                }
+                if (consumed < count) {
+                    throw new CheckFailed(String.format(
+                            "timed out after %d ms: consumed %d of %d records (per-partition next offsets %s)",
+                            2 * TIMEOUT_MS, consumed, count, java.util.Arrays.toString(nextOffset)));
+                }
+                if (consumed != count) {
+                    throw new CheckFailed("consumed " + consumed + " records, expected " + count);
+                }
+
+                step("offsetsForTimes");
+                TopicPartition targetTp = new TopicPartition(topic, target % PARTITIONS);
+                long targetTs = BASE_TS + target;
+                Map<TopicPartition, OffsetAndTimestamp> oft = consumer.offsetsForTimes(
+                        Map.of(targetTp, targetTs), Duration.ofMillis(TIMEOUT_MS));
+                OffsetAndTimestamp ot = oft.get(targetTp);
+                if (ot == null) {
+                    throw new CheckFailed("offsetsForTimes(" + targetTp + ", " + targetTs
+                            + ") returned null, expected offset " + targetOffset);
+                }
+                if (ot.offset() != targetOffset) {
+                    throw new CheckFailed("offsetsForTimes(" + targetTp + ", " + targetTs
+                            + ") returned offset " + ot.offset() + ", expected " + targetOffset);
+                }
+                if (ot.timestamp() != targetTs) {
+                    throw new CheckFailed("offsetsForTimes(" + targetTp + ", " + targetTs
+                            + ") returned timestamp " + ot.timestamp());
+                }
+
+                step("endOffsets");
+                Map<TopicPartition, Long> ends = consumer.endOffsets(tps, Duration.ofMillis(TIMEOUT_MS));
+                long sum = 0;
+                for (TopicPartition tp : tps) {
+                    Long e = ends.get(tp);
+                    if (e == null) {
+                        throw new CheckFailed("endOffsets missing " + tp);
+                    }
+                    if (e != nextOffset[tp.partition()]) {
+                        throw new CheckFailed("endOffsets(" + tp + ") = " + e + ", but consumed up to "
+                                + nextOffset[tp.partition()]);
+                    }
+                    sum += e;
+                }
+                if (sum != count) {
+                    throw new CheckFailed("endOffsets sum " + sum + " != " + count + ": " + ends);
+                }
+            } finally {
+                consumer.close(CLOSE_TIMEOUT);
+            }
+
+            step("delete topic " + topic);
+            get(admin.deleteTopics(List.of(topic)).all(), "deleteTopics");
+            long deadline = System.currentTimeMillis() + Math.max(10_000L, Math.min(TIMEOUT_MS, 30_000L));
+            while (true) {
+                Set<String> names = get(admin.listTopics().names(), "listTopics");
+                if (!names.contains(topic)) {
+                    break;
+                }
+                if (System.currentTimeMillis() > deadline) {
+                    throw new CheckFailed("topic " + topic + " still listed after deleteTopics");
+                }
+                Thread.sleep(250);
+            }
+            return "\"produced\":" + count + ",\"consumed\":" + consumed;
+        } finally {
+            admin.close(CLOSE_TIMEOUT);
+        }
+    }
+
+    static String produceCmd(String bootstrap, String topic, int count, String compression)
+            throws Exception {
+        Admin admin = Admin.create(adminProps(bootstrap));
+        try {
+            step("create topic " + topic + " (if missing)");
+            try {
+                get(admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, REPLICATION))).all(),
+                        "createTopics");
+            } catch (ExecutionException e) {
+                if (!(e.getCause() instanceof TopicExistsException)) {
+                    throw e;
+                }
+            }
+        } finally {
+            admin.close(CLOSE_TIMEOUT);
+        }
+        int partitions = produce(bootstrap, topic, count, compression, -1);
+        return "\"produced\":" + count + ",\"partitions\":" + partitions;
+    }
+
+    static String consumeCmd(String bootstrap, String topic, int count) throws Exception {
+        KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProps(bootstrap));
+        try {
+            long deadline = System.currentTimeMillis() + 2 * TIMEOUT_MS;
+            List<TopicPartition> tps = partitionsOf(consumer, topic, deadline);
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            Map<Integer, Long> nextOffset = new HashMap<>();
+            for (TopicPartition tp : tps) {
+                nextOffset.put(tp.partition(), consumer.position(tp, Duration.ofMillis(TIMEOUT_MS)));
+            }
+            Map<Integer, Long> start = new HashMap<>(nextOffset);
+            int consumed = 0;
+            while (consumed < count && System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> recs = consumer.poll(Duration.ofMillis(500));
+                for (ConsumerRecord<String, String> r : recs) {
+                    long want = nextOffset.get(r.partition());
+                    if (r.offset() != want) {
+                        throw new CheckFailed(String.format(
+                                "partition %d: expected offset %d, got %d (key %s)",
+                                r.partition(), want, r.offset(), r.key()));
+                    }
+                    nextOffset.put(r.partition(), want + 1);
+                    consumed++;
+                }
+            }
+            if (consumed < count) {
+                throw new CheckFailed(String.format(
+                        "timed out after %d ms: consumed %d of %d records (start %s, next %s)",
+                        2 * TIMEOUT_MS, consumed, count, start, nextOffset));
+            }
+            return "\"consumed\":" + consumed + ",\"partitions\":" + tps.size();
+        } finally {
+            consumer.close(CLOSE_TIMEOUT);
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /**
+     * Produce records 0..count-1. If partitions < 0 the partition count is
+     * taken from metadata. Returns the partition count used.
+     */
+    static int produce(String bootstrap, String topic, int count, String compression, int partitions)
+            throws Exception {
+        Properties props = producerProps(bootstrap, compression);
+        KafkaProducer<String, String> producer = new KafkaProducer<>(props);
+        try {
+            if (partitions < 0) {
+                // partitionsFor blocks up to max.block.ms waiting for metadata.
+                List<PartitionInfo> infos = producer.partitionsFor(topic);
+                if (infos == null || infos.isEmpty()) {
+                    throw new CheckFailed("no partitions for topic " + topic);
+                }
+                partitions = infos.size();
+            }
+            List<Future<RecordMetadata>> futures = new ArrayList<>(count);
+            for (int i = 0; i < count; i++) {
+                ProducerRecord<String, String> rec = new ProducerRecord<>(
+                        topic, i % partitions, BASE_TS + i, "key-" + i, valueFor(i));
+                rec.headers().add("h", ("hv-" + i).getBytes(StandardCharsets.UTF_8));
+                futures.add(producer.send(rec));
+            }
+            long deadline = System.currentTimeMillis() + DELIVERY_TIMEOUT_MS + SLACK_MS;
+            for (int i = 0; i < count; i++) {
+                long left = Math.max(1, deadline - System.currentTimeMillis());
+                RecordMetadata md;
+                try {
+                    md = futures.get(i).get(left, TimeUnit.MILLISECONDS);
+                } catch (ExecutionException e) {
+                    throw new CheckFailed("send of record " + i + " failed: " + describe(e.getCause()));
+                } catch (java.util.concurrent.TimeoutException e) {
+                    throw new CheckFailed("send of record " + i + " not acknowledged in time");
+                }
+                if (md.partition() != i % partitions) {
+                    throw new CheckFailed("record " + i + " acknowledged on partition " + md.partition()
+                            + ", expected " + (i % partitions));
+                }
+            }
+        } finally {
+            producer.close(CLOSE_TIMEOUT);
+        }
+        return partitions;
+    }
+
+    /** Verifies a roundtrip record's contents; returns its index i. */
+    static int verifyRecord(ConsumerRecord<String, String> r, int count, int partitions, boolean[] seen) {
+        String key = r.key();
+        if (key == null || !key.startsWith("key-")) {
+            throw new CheckFailed("unexpected key " + key + " at " + where(r));
+        }
+        int i;
+        try {
+            i = Integer.parseInt(key.substring(4));
+        } catch (NumberFormatException e) {
+            throw new CheckFailed("unexpected key " + key + " at " + where(r));
+        }
+        if (i < 0 || i >= count) {
+            throw new CheckFailed("key " + key + " out of range at " + where(r));
+        }
+        if (seen[i]) {
+            throw new CheckFailed("duplicate record " + key + " at " + where(r));
+        }
+        seen[i] = true;
+        if (r.partition() != i % partitions) {
+            throw new CheckFailed(key + " on partition " + r.partition() + ", expected " + (i % partitions));
+        }
+        String want = valueFor(i);
+        if (want == null ? r.value() != null : !want.equals(r.value())) {
+            throw new CheckFailed(key + ": value " + quoteOrNull(r.value()) + ", expected "
+                    + quoteOrNull(want) + " at " + where(r));
+        }
+        Header[] headers = r.headers().toArray();
+        if (headers.length != 1) {
+            throw new CheckFailed(key + ": expected 1 header, got " + headers.length + " at " + where(r));
+        }
+        String hv = headers[0].value() == null ? null : new String(headers[0].value(), StandardCharsets.UTF_8);
+        if (!"h".equals(headers[0].key()) || !("hv-" + i).equals(hv)) {
+            throw new CheckFailed(key + ": header " + headers[0].key() + "=" + quoteOrNull(hv)
+                    + ", expected h=\"hv-" + i + "\" at " + where(r));
+        }
+        if (r.timestamp() != BASE_TS + i) {
+            throw new CheckFailed(key + ": timestamp " + r.timestamp() + ", expected " + (BASE_TS + i));
+        }
+        if (r.timestampType() != TimestampType.CREATE_TIME) {
+            throw new CheckFailed(key + ": timestamp type " + r.timestampType() + ", expected CreateTime");
+        }
+        return i;
+    }
+
+    static List<TopicPartition> partitionsOf(KafkaConsumer<?, ?> consumer, String topic, long deadline)
+            throws InterruptedException {
+        while (true) {
+            List<PartitionInfo> infos = consumer.partitionsFor(topic, Duration.ofMillis(TIMEOUT_MS));
+            if (infos != null && !infos.isEmpty()) {
+                List<TopicPartition> tps = new ArrayList<>();
+                for (PartitionInfo pi : infos) {
+                    tps.add(new TopicPartition(topic, pi.partition()));
+                }
+                tps.sort((a, b) -> Integer.compare(a.partition(), b.partition()));
+                return tps;
+            }
+            if (System.currentTimeMillis() > deadline) {
+                throw new CheckFailed("topic " + topic + " not found (no partitions in metadata)");
+            }
+            Thread.sleep(250);
+        }
+    }
+
+    static String valueFor(int i) {
+        return i % 10 == 0 ? null : "value-" + i;
+    }
+
+    static Properties adminProps(String bootstrap) {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(AdminClientConfig.CLIENT_ID_CONFIG, "silt-java-admin");
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
+        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
+        return p;
+    }
+
+    static Properties producerProps(String bootstrap, String compression) {
+        String c = compression.toLowerCase(Locale.ROOT);
+        if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(c)) {
+            throw new CheckFailed("unknown compression type '" + compression + "'");
+        }
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, "silt-java-producer");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.LINGER_MS_CONFIG, Integer.toString(LINGER_MS));
+        p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, c);
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, ms(TIMEOUT_MS));
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, ms(DELIVERY_TIMEOUT_MS));
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        return p;
+    }
+
+    static Properties consumerProps(String bootstrap) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "silt-java-consumer");
+        // No group.id: assign() only, no offset commits.
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.ALLOW_AUTO_CREATE_TOPICS_CONFIG, "false");
+        p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        return p;
+    }
+
+    /** Bounded get() on a KafkaFuture; rethrows ExecutionException unchanged. */
+    static <T> T get(org.apache.kafka.common.KafkaFuture<T> f, String what) throws Exception {
+        try {
+            return f.get(TIMEOUT_MS + SLACK_MS, TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new CheckFailed(what + " did not complete within " + (TIMEOUT_MS + SLACK_MS) + " ms");
+        }
+    }
+
+    static volatile String currentStep = "start";
+
+    static void step(String s) {
+        currentStep = s;
+    }
+
+    static void startWatchdog() {
+        Thread t = new Thread(() -> {
+            try {
+                Thread.sleep(DEADLINE_MS);
+            } catch (InterruptedException e) {
+                return;
+            }
+            finish(false, "\"error\":" + jsonString("watchdog: run exceeded " + DEADLINE_MS
+                    + " ms (during: " + currentStep + ")"));
+        }, "silt-watchdog");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    /** Prints the single JSON line (once) and exits. */
+    static void finish(boolean ok, String fields) {
+        if (!FINISHED.compareAndSet(false, true)) {
+            return;
+        }
+        String client = "unknown";
+        // AppInfoParser moved between 3.x and 4.x; read the properties file it reads.
+        try (java.io.InputStream in = SiltJavaClient.class.getClassLoader()
+                .getResourceAsStream("kafka/kafka-version.properties")) {
+            if (in != null) {
+                Properties p = new Properties();
+                p.load(in);
+                client = p.getProperty("version", client);
+            }
+        } catch (Throwable ignored) {
+            // keep "unknown"
+        }
+        StringBuilder sb = new StringBuilder("{\"ok\":").append(ok);
+        if (!fields.isEmpty()) {
+            sb.append(',').append(fields);
+        }
+        if (!ok) {
+            sb.append(",\"step\":").append(jsonString(currentStep));
+        }
+        sb.append(",\"client\":").append(jsonString(client)).append('}');
+        System.out.println(sb);
+        System.out.flush();
+        System.err.flush();
+        // halt: do not wait for client threads / shutdown hooks that might hang.
+        Runtime.getRuntime().halt(ok ? 0 : 1);
+    }
+
+    static String describe(Throwable t) {
+        if (t instanceof ExecutionException && t.getCause() != null) {
+            t = t.getCause();
+        }
+        if (t instanceof CheckFailed) {
+            return t.getMessage();
+        }
+        StringBuilder sb = new StringBuilder();
+        int depth = 0;
+        for (Throwable c = t; c != null && depth < 4; c = c.getCause(), depth++) {
+            if (depth > 0) {
+                sb.append(" <- caused by: ");
+            }
+            sb.append(c.getClass().getName());
+            if (c.getMessage() != null) {
+                sb.append(": ").append(c.getMessage());
+            }
+            if (c.getCause() == c) {
+                break;
+            }
+        }
+        return sb.toString();
+    }
+
+    static String where(ConsumerRecord<?, ?> r) {
+        return r.topic() + "-" + r.partition() + "@" + r.offset();
+    }
+
+    static String quoteOrNull(String s) {
+        return s == null ? "null" : "\"" + s + "\"";
+    }
+
+    static String jsonString(String s) {
+        if (s == null) {
+            return "null";
+        }
+        StringBuilder sb = new StringBuilder("\"");
+        for (int k = 0; k < s.length(); k++) {
+            char ch = s.charAt(k);
+            switch (ch) {
+                case '"': sb.append("\\\""); break;
+                case '\\': sb.append("\\\\"); break;
+                case '\n': sb.append("\\n"); break;
+                case '\r': sb.append("\\r"); break;
+                case '\t': sb.append("\\t"); break;
+                default:
+                    if (ch < 0x20) {
+                        sb.append(String.format("\\u%04x", (int) ch));
+                    } else {
+                        sb.append(ch);
+                    }
+            }
+        }
+        return sb.append('"').toString();
+    }
+
+    static String ms(long v) {
+        return Long.toString(v);
+    }
+
+    static int parseCount(String s) {
+        try {
+            int n = Integer.parseInt(s);
+            if (n < 0) {
+                throw new NumberFormatException();
+            }
+            return n;
+        } catch (NumberFormatException e) {
+            throw new CheckFailed("count must be a non-negative integer, got '" + s + "'");
+        }
+    }
+
+    static void need(String[] args, int min, int max) {
+        if (args.length < min || args.length > max) {
+            throw new CheckFailed("wrong number of arguments for " + args[0] + "; " + usage());
+        }
+    }
+
+    static String usage() {
+        return "usage: SiltJavaClient roundtrip <bootstrap> <topic> <count> [compression] | "
+                + "produce <bootstrap> <topic> <count> [compression] | consume <bootstrap> <topic> <count>";
+    }
+
+    static long envLong(String name, long dflt) {
+        String v = System.getenv(name);
+        if (v == null || v.isBlank()) {
+            return dflt;
+        }
+        try {
+            long n = Long.parseLong(v.trim());
+            return n > 0 ? n : dflt;
+        } catch (NumberFormatException e) {
+            return dflt;
+        }
+    }
+
+    static void setDefaultProperty(String key, String value) {
+        if (System.getProperty(key) == null) {
+            System.setProperty(key, value);
+        }
+    }
+}
