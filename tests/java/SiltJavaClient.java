@@ -29,6 +29,7 @@
 //                          consume waits 2x this for records.
 //   SILT_JAVA_DEADLINE_MS  hard watchdog for the whole run (default 10x timeout)
 //   SILT_JAVA_LOG_LEVEL    slf4j-simple level (default warn)
+//   SILT_JAVA_RF           replication factor for created topics (default 3)
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -68,7 +69,8 @@ public final class SiltJavaClient {
 
     static final long BASE_TS = 1_700_000_000_000L;
     static final int PARTITIONS = 3;
-    static final short REPLICATION = 3;
+    /** Silt accepts any RF; override (e.g. 1) only to sanity-check against a single real Kafka broker. */
+    static final short REPLICATION = (short) envLong("SILT_JAVA_RF", 3);
     static final int LINGER_MS = 5;
 
     static final long TIMEOUT_MS = envLong("SILT_JAVA_TIMEOUT_MS", 30_000L);
@@ -110,12 +112,14 @@ public final class SiltJavaClient {
             switch (cmd) {
                 case "roundtrip": {
                     need(args, 4, 5);
+                    checkCompression(args.length > 4 ? args[4] : "none");
                     json = roundtrip(args[1], args[2], parseCount(args[3]),
                             args.length > 4 ? args[4] : "none");
                     break;
                 }
                 case "produce": {
                     need(args, 4, 5);
+                    checkCompression(args.length > 4 ? args[4] : "none");
                     json = produceCmd(args[1], args[2], parseCount(args[3]),
                             args.length > 4 ? args[4] : "none");
                     break;
@@ -276,6 +280,7 @@ public final class SiltJavaClient {
         } finally {
             admin.close(CLOSE_TIMEOUT);
         }
+        step("produce " + count);
         int partitions = produce(bootstrap, topic, count, compression, -1);
         return "\"produced\":" + count + ",\"partitions\":" + partitions;
     }
@@ -283,8 +288,10 @@ public final class SiltJavaClient {
     static String consumeCmd(String bootstrap, String topic, int count) throws Exception {
         KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProps(bootstrap));
         try {
+            step("find partitions of " + topic);
             long deadline = System.currentTimeMillis() + 2 * TIMEOUT_MS;
             List<TopicPartition> tps = partitionsOf(consumer, topic, deadline);
+            step("consume " + count);
             consumer.assign(tps);
             consumer.seekToBeginning(tps);
             Map<Integer, Long> nextOffset = new HashMap<>();
@@ -442,11 +449,17 @@ public final class SiltJavaClient {
         return p;
     }
 
-    static Properties producerProps(String bootstrap, String compression) {
+    static String checkCompression(String compression) {
         String c = compression.toLowerCase(Locale.ROOT);
         if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(c)) {
-            throw new CheckFailed("unknown compression type '" + compression + "'");
+            throw new CheckFailed("unknown compression type '" + compression
+                    + "' (none, gzip, snappy, lz4, zstd)");
         }
+        return c;
+    }
+
+    static Properties producerProps(String bootstrap, String compression) {
+        String c = checkCompression(compression);
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "silt-java-producer");

@@ -47,7 +47,7 @@ for v in "${versions[@]}"; do
         || ! compgen -G "$lib/kafka-clients-*.jar" >/dev/null; then
         tmp="lib/.tmp-$v.$$"
         rm -rf "$tmp"
-        if ! out="$(mvn -q -B -f "$pom" dependency:copy-dependencies \
+        if ! out="$(mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
             -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1)"; then
             printf '%s\n' "$out" >&2
             echo "build.sh: fetching dependencies for kafka-clients $v.x failed" >&2

@@ -1,0 +1,130 @@
+//! CreateTopics: name, partitions and replication factor (-1 = broker default), configs by their
+//! Kafka names, validate_only. Any replication factor is accepted and stored; durability comes
+//! from the object store, not from copies on brokers.
+
+use crate::broker::{Broker, CreateTopicError};
+use crate::server::{decode, frame, Frame};
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// DescribeConfigs' config source codes.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Frame> {
+    let request: CreateTopicsRequest = decode(header, body)?;
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut seen = HashSet::new();
+    for t in request.topics {
+        let name = t.name.as_str().to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        let fail = |code: ResponseError, message: String| {
+            result
+                .clone()
+                .with_error_code(code.code())
+                .with_error_message(Some(StrBytes::from_string(message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+        };
+        if !seen.insert(name.clone()) {
+            results.push(fail(
+                ResponseError::InvalidRequest,
+                format!("topic {name} is listed twice"),
+            ));
+            continue;
+        }
+        let mut partitions = t.num_partitions;
+        let mut replication_factor = t.replication_factor;
+        if !t.assignments.is_empty() {
+            if partitions != -1 || replication_factor != -1 {
+                results.push(fail(
+                    ResponseError::InvalidRequest,
+                    "give either assignments or partitions and replication factor".into(),
+                ));
+                continue;
+            }
+            partitions = t.assignments.len() as i32;
+            replication_factor = t.assignments[0].broker_ids.len() as i16;
+        }
+        let mut configs = BTreeMap::new();
+        let mut bad = None;
+        for c in &t.configs {
+            match &c.value {
+                Some(v) => {
+                    configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
+                }
+                None => bad = Some(format!("config {} has no value", c.name.as_str())),
+            }
+        }
+        if let Some(message) = bad {
+            results.push(fail(ResponseError::InvalidConfig, message));
+            continue;
+        }
+        match broker
+            .create_topic(
+                &name,
+                partitions,
+                replication_factor,
+                configs,
+                request.validate_only,
+            )
+            .await
+        {
+            Ok(topic) => {
+                let overridden = &topic.record.configs;
+                let configs = topic
+                    .config
+                    .effective()
+                    .into_iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(StrBytes::from_static_str(k))
+                            .with_value(Some(StrBytes::from_string(
+                                overridden.get(k).cloned().unwrap_or(v),
+                            )))
+                            .with_config_source(if overridden.contains_key(k) {
+                                SOURCE_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            })
+                    })
+                    .collect();
+                results.push(
+                    result
+                        .with_topic_id(topic.record.id.0)
+                        .with_num_partitions(topic.record.partitions)
+                        .with_replication_factor(topic.record.replication_factor)
+                        .with_configs(Some(configs)),
+                );
+            }
+            Err(e) => {
+                let code = match &e {
+                    CreateTopicError::Exists(_) => ResponseError::TopicAlreadyExists,
+                    CreateTopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+                    CreateTopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+                    CreateTopicError::InvalidReplicationFactor(_) => {
+                        ResponseError::InvalidReplicationFactor
+                    }
+                    CreateTopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+                    CreateTopicError::Internal(_) => ResponseError::UnknownServerError,
+                };
+                results.push(fail(code, e.to_string()));
+            }
+        }
+    }
+    Ok(frame(
+        header,
+        &CreateTopicsResponse::default().with_topics(results),
+    ))
+}

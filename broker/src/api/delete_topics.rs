@@ -1,0 +1,64 @@
+//! DeleteTopics: by name (all versions) or by topic id (v6+).
+
+use crate::broker::Broker;
+use crate::server::{decode, frame, Frame};
+use bytes::Bytes;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Frame> {
+    let request: DeleteTopicsRequest = decode(header, body)?;
+    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n), uuid::Uuid::nil()))
+        .collect();
+    targets.extend(request.topics.into_iter().map(|t| (t.name, t.topic_id)));
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let topic = match &name {
+            Some(n) => broker.topic(n.as_str()),
+            None => broker.topic_by_id(id),
+        };
+        let result = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(id);
+        let Some(topic) = topic else {
+            let code = if name.is_some() {
+                ResponseError::UnknownTopicOrPartition
+            } else {
+                ResponseError::UnknownTopicId
+            };
+            responses.push(result.with_error_code(code.code()));
+            continue;
+        };
+        let result = result
+            .with_name(Some(TopicName(StrBytes::from_string(
+                topic.record.name.clone(),
+            ))))
+            .with_topic_id(topic.record.id.0);
+        match broker.delete_topic(&topic.record.name).await {
+            Ok(_) => responses.push(result),
+            Err(silt_metadata::Error::TopicNotFound(_)) => responses
+                .push(result.with_error_code(ResponseError::UnknownTopicOrPartition.code())),
+            Err(e) => responses.push(
+                result
+                    .with_error_code(ResponseError::UnknownServerError.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+            ),
+        }
+    }
+    Ok(frame(
+        header,
+        &DeleteTopicsResponse::default().with_responses(responses),
+    ))
+}

@@ -1,0 +1,152 @@
+//! Fetch: whole batches below the high watermark, honouring partition and response max_bytes
+//! (the first batch goes out whole even when larger, KIP-74) and long polling until min_bytes
+//! are available or max_wait_ms passes. Fetch sessions are declined (session id 0), so clients
+//! keep sending full fetches.
+
+use super::{check_leader_epoch, error_code};
+use crate::broker::Broker;
+use crate::server::{decode, frame, Frame, Reply};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Upper bound on how long one fetch may be held, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Reply> {
+    let request: FetchRequest = decode(&header, body)?;
+    let broker = broker.clone();
+    Ok(Reply::Later(tokio::spawn(async move {
+        respond(&broker, &header, request).await
+    })))
+}
+
+async fn respond(broker: &Broker, header: &RequestHeader, request: FetchRequest) -> Frame {
+    if request.session_id != 0 || request.session_epoch > 0 {
+        let error = if request.session_id != 0 {
+            ResponseError::FetchSessionIdNotFound
+        } else {
+            ResponseError::InvalidFetchSessionEpoch
+        };
+        return frame(
+            header,
+            &FetchResponse::default().with_error_code(error.code()),
+        );
+    }
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let mut synced = broker.wal.subscribe();
+    loop {
+        synced.borrow_and_update();
+        let (response, bytes, has_error) = read_once(broker, &request);
+        let done =
+            has_error || bytes >= request.min_bytes.max(0) as usize || Instant::now() >= deadline;
+        if done {
+            return frame(header, &response);
+        }
+        // New data becomes visible only when a WAL sync advances high watermarks.
+        if tokio::time::timeout_at(deadline, synced.changed())
+            .await
+            .is_err()
+        {
+            let (response, _, _) = read_once(broker, &request);
+            return frame(header, &response);
+        }
+    }
+}
+
+fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut has_error = false;
+    let read_committed = request.isolation_level == 1;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for ft in &request.topics {
+        let topic = if ft.topic_id.is_nil() {
+            broker.topic(ft.topic.as_str())
+        } else {
+            broker.topic_by_id(ft.topic_id)
+        };
+        let mut partitions = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let base = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                .with_preferred_read_replica((-1).into());
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                has_error = true;
+                let code = if ft.topic_id.is_nil() {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    ResponseError::UnknownTopicId
+                };
+                partitions.push(base.with_error_code(code.code()));
+                continue;
+            };
+            if let Some(error) = check_leader_epoch(partition, fp.current_leader_epoch) {
+                has_error = true;
+                partitions.push(base.with_error_code(error.code()));
+                continue;
+            }
+            // KIP-74: until some data is in the response, the first batch goes out whole.
+            let limit = if total == 0 {
+                (fp.partition_max_bytes.max(0) as usize).min(remaining.max(1))
+            } else {
+                (fp.partition_max_bytes.max(0) as usize).min(remaining)
+            };
+            let read = if limit == 0 {
+                partition.read(fp.fetch_offset, 0).map(|mut r| {
+                    r.records.clear();
+                    r
+                })
+            } else {
+                partition.read(fp.fetch_offset, limit)
+            };
+            match read {
+                Ok(r) => {
+                    total += r.records.len();
+                    remaining = remaining.saturating_sub(r.records.len());
+                    partitions.push(
+                        base.with_high_watermark(r.high_watermark)
+                            .with_last_stable_offset(r.high_watermark)
+                            .with_log_start_offset(r.log_start)
+                            .with_records(Some(Bytes::from(r.records))),
+                    );
+                }
+                Err(e) => {
+                    has_error = true;
+                    partitions.push(
+                        base.with_error_code(error_code(&e).code())
+                            .with_high_watermark(partition.high_watermark())
+                            .with_last_stable_offset(partition.high_watermark())
+                            .with_log_start_offset(partition.log_start()),
+                    );
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_topic_id(ft.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(topics),
+        total,
+        has_error,
+    )
+}

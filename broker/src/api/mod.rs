@@ -1,0 +1,96 @@
+//! One module per Kafka API. [`SUPPORTED`] is the single list of what this broker implements,
+//! at which versions; ApiVersions advertises exactly it.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use crate::broker::Broker;
+use crate::log::batch::BatchError;
+use crate::log::partition::{Partition, PartitionError};
+use crate::server::Reply;
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+
+/// Implemented APIs and version ranges.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+];
+
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    key: ApiKey,
+    header: RequestHeader,
+    mut body: Bytes,
+) -> anyhow::Result<Reply> {
+    Ok(match key {
+        ApiKey::Produce => produce::handle(broker, header, &mut body)?,
+        ApiKey::Fetch => fetch::handle(broker, header, &mut body)?,
+        ApiKey::ListOffsets => Reply::Now(list_offsets::handle(broker, &header, &mut body)?),
+        ApiKey::Metadata => Reply::Now(metadata::handle(broker, &header, &mut body).await?),
+        ApiKey::CreateTopics => {
+            Reply::Now(create_topics::handle(broker, &header, &mut body).await?)
+        }
+        ApiKey::DeleteTopics => {
+            Reply::Now(delete_topics::handle(broker, &header, &mut body).await?)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            Reply::Now(offset_for_leader_epoch::handle(broker, &header, &mut body)?)
+        }
+        other => anyhow::bail!("API {other:?} is not supported"),
+    })
+}
+
+/// The one place partition-level errors become Kafka error codes.
+pub fn error_code(error: &PartitionError) -> ResponseError {
+    match error {
+        PartitionError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
+        PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        PartitionError::Io { .. } | PartitionError::Wal(_) => ResponseError::KafkaStorageError,
+        PartitionError::Batch(b) => batch_error_code(b),
+    }
+}
+
+pub fn batch_error_code(error: &BatchError) -> ResponseError {
+    match error {
+        BatchError::Corrupt(_) => ResponseError::CorruptMessage,
+        BatchError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::Unsupported(_) => ResponseError::InvalidRecord,
+    }
+}
+
+/// Kafka's check of a request's `current_leader_epoch` (-1: not checked).
+pub fn check_leader_epoch(partition: &Partition, requested: i32) -> Option<ResponseError> {
+    if requested < 0 {
+        return None;
+    }
+    let current = partition.leader_epoch().0;
+    match requested.cmp(&current) {
+        std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch),
+        std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch),
+        std::cmp::Ordering::Equal => None,
+    }
+}

@@ -1,0 +1,155 @@
+//! Produce: validate each partition's batches, append them in arrival order (on the
+//! connection's reader), then wait for the WAL sync off the reader and answer. acks=0 gets no
+//! response; acks=1 and acks=all are answered once the batches are durable in the local WAL.
+
+use super::{batch_error_code, error_code};
+use crate::broker::Broker;
+use crate::log::batch::validate_record_set;
+use crate::server::{decode, frame, Frame, Reply};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct PartitionOutcome {
+    index: i32,
+    result: Result<(i64, Option<i64>, i64), (ResponseError, String)>,
+}
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Reply> {
+    let request: ProduceRequest = decode(&header, body)?;
+    let acks = request.acks;
+    let mut max_seq = 0u64;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = broker.topic(topic_data.name.as_str());
+        let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
+        for pd in topic_data.partition_data {
+            let fail = |e: ResponseError, m: String| PartitionOutcome {
+                index: pd.index,
+                result: Err((e, m)),
+            };
+            if !matches!(acks, -1..=1) {
+                outcomes.push(fail(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks={acks}"),
+                ));
+                continue;
+            }
+            if request.transactional_id.is_some() {
+                outcomes.push(fail(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not supported".into(),
+                ));
+                continue;
+            }
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
+                outcomes.push(fail(ResponseError::UnknownTopicOrPartition, String::new()));
+                continue;
+            };
+            let Some(records) = pd.records else {
+                outcomes.push(fail(ResponseError::CorruptMessage, "no records".into()));
+                continue;
+            };
+            let config = partition.config();
+            let mut records = BytesMut::from(&records[..]);
+            let batches = match validate_record_set(
+                &records,
+                config.max_message_bytes,
+                broker.config.max_decompressed_batch_bytes,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(topic = %partition.topic, partition = pd.index, error = %e, "refused batch");
+                    outcomes.push(fail(batch_error_code(&e), e.to_string()));
+                    continue;
+                }
+            };
+            match partition.append(&mut records, &batches, &broker.wal) {
+                Ok(appended) => {
+                    max_seq = max_seq.max(appended.wal_seq);
+                    outcomes.push(PartitionOutcome {
+                        index: pd.index,
+                        result: Ok((
+                            appended.base_offset,
+                            appended.log_append_time,
+                            appended.log_start,
+                        )),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %partition.topic, partition = pd.index, error = %e, "append failed");
+                    outcomes.push(fail(error_code(&e), e.to_string()));
+                }
+            }
+        }
+        topics.push((topic_data.name, outcomes));
+    }
+
+    if acks == 0 {
+        // No response at all; the group commit makes the data durable shortly.
+        return Ok(Reply::Now(Frame::NoResponse));
+    }
+    let broker = broker.clone();
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
+    let wait = async move {
+        let synced = if max_seq == 0 {
+            Ok(Ok(()))
+        } else {
+            tokio::time::timeout(timeout, broker.wal.wait_synced(max_seq)).await
+        };
+        let sync_error = match synced {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((ResponseError::KafkaStorageError, e.0)),
+            Err(_) => Some((
+                ResponseError::RequestTimedOut,
+                "WAL sync timed out".to_string(),
+            )),
+        };
+        let responses = topics
+            .into_iter()
+            .map(|(name, outcomes)| {
+                let partitions = outcomes
+                    .into_iter()
+                    .map(|o| {
+                        let r = PartitionProduceResponse::default().with_index(o.index);
+                        let result = match (o.result, &sync_error) {
+                            (Ok(v), None) => Ok(v),
+                            (Ok(_), Some(e)) => Err(e.clone()),
+                            (Err(e), _) => Err(e),
+                        };
+                        match result {
+                            Ok((base, append_time, log_start)) => r
+                                .with_base_offset(base)
+                                .with_log_append_time_ms(append_time.unwrap_or(-1))
+                                .with_log_start_offset(log_start),
+                            Err((code, message)) => r
+                                .with_error_code(code.code())
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(-1)
+                                .with_error_message(
+                                    (!message.is_empty()).then(|| StrBytes::from_string(message)),
+                                ),
+                        }
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partitions)
+            })
+            .collect();
+        frame(
+            &header,
+            &ProduceResponse::default().with_responses(responses),
+        )
+    };
+    Ok(Reply::Later(tokio::spawn(wait)))
+}

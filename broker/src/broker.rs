@@ -1,0 +1,450 @@
+//! The broker's state: topics and their partitions, the WAL, the catalog; startup recovery,
+//! topic creation and deletion, and the background checkpoint and retention tasks.
+
+use crate::config::Config;
+use crate::log::partition::{now_ms, Partition, PartitionError};
+use crate::log::wal::{decode_file, FileWalStorage, Wal, WalStorage};
+use crate::topic_config::{self, TopicConfig};
+use anyhow::Context;
+use silt_metadata::catalog::{Catalog, TopicRecord, VersionedPartition};
+use silt_metadata::{NodeId, Offset, TopicId};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub struct Topic {
+    pub record: TopicRecord,
+    pub config: Arc<TopicConfig>,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+pub struct Broker {
+    pub config: Config,
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    pub catalog: Catalog,
+    pub wal: Arc<Wal>,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serializes topic creation and deletion on this broker.
+    admin: tokio::sync::Mutex<()>,
+    logs_dir: PathBuf,
+}
+
+/// Why a topic could not be created; each maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTopicError {
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Kafka's topic name rule: `[a-zA-Z0-9._-]`, 1..=249 characters, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "topic name is {} characters; the limit is 249",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Opens the broker's state: catalog, partitions, WAL replay, new leader epochs.
+    pub async fn open(config: Config, catalog: Catalog) -> anyhow::Result<Arc<Broker>> {
+        let (host, port) = config
+            .advertised()
+            .rsplit_once(':')
+            .context("advertised listener needs host:port")?;
+        let advertised_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let advertised_port: i32 = port.parse().context("advertised listener port")?;
+        let node_id = NodeId(config.node_id);
+        let cluster_id = catalog.cluster_id().await?;
+        let logs_dir = config.data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir)
+            .with_context(|| format!("create {}", logs_dir.display()))?;
+
+        // 1. Partitions as their segments left them.
+        let mut topics = HashMap::new();
+        let mut by_id: HashMap<TopicId, Arc<Topic>> = HashMap::new();
+        for record in catalog.topics().await? {
+            let config_resolved = Arc::new(TopicConfig::resolve(&config.log, &record.configs));
+            let mut partitions = Vec::new();
+            let stored = catalog.partitions(record.id).await?;
+            for p in &stored {
+                let dir = logs_dir
+                    .join(record.id.to_string())
+                    .join(p.partition.to_string());
+                let partition = Partition::open(
+                    &dir,
+                    &record.name,
+                    record.id,
+                    p.partition,
+                    p.record.clone(),
+                    config_resolved.clone(),
+                )
+                .with_context(|| format!("open partition {}-{}", record.name, p.partition))?;
+                partitions.push(Arc::new(partition));
+            }
+            let topic = Arc::new(Topic {
+                record: record.clone(),
+                config: config_resolved,
+                partitions,
+            });
+            by_id.insert(record.id, topic.clone());
+            topics.insert(record.name.clone(), topic);
+        }
+        remove_orphaned_logs(&logs_dir, &by_id);
+
+        // 2. The WAL holds what segments may have lost; replay it over them.
+        let wal_dir = config.data_dir.join("wal");
+        let mut storage = FileWalStorage::open(&wal_dir)
+            .with_context(|| format!("open WAL in {}", wal_dir.display()))?;
+        let mut replayed = 0usize;
+        for (seq, bytes) in storage.read().context("read WAL")? {
+            let (records, intact) = decode_file(&bytes);
+            if intact < bytes.len() {
+                tracing::warn!(
+                    file = seq,
+                    intact,
+                    len = bytes.len(),
+                    "cutting torn WAL tail"
+                );
+                storage
+                    .cut(seq, intact as u64)
+                    .context("cut torn WAL tail")?;
+            }
+            for record in records {
+                let Some(topic) = by_id.get(&TopicId(record.topic_id)) else {
+                    continue;
+                };
+                if let Some(p) = topic.partition(record.partition) {
+                    if p.replay(&record.batch)? {
+                        replayed += 1;
+                    }
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(batches = replayed, "replayed WAL into segments");
+        }
+        // Make the replayed data durable in segments, then start a fresh WAL file.
+        for topic in topics.values() {
+            for p in &topic.partitions {
+                p.sync()?;
+            }
+        }
+        let fresh = storage.rotate().context("rotate WAL")?;
+        storage.truncate_before(fresh).context("trim WAL")?;
+        let wal = Wal::start(Box::new(storage), None);
+
+        // 3. A restarted leader starts a new leader epoch for each of its partitions.
+        let mut bumps: Vec<(VersionedPartition, _)> = Vec::new();
+        for topic in topics.values() {
+            for (stored, p) in catalog
+                .partitions(topic.record.id)
+                .await?
+                .into_iter()
+                .zip(&topic.partitions)
+            {
+                let next = stored.record.next_term(node_id, Offset(p.log_end()));
+                bumps.push((stored, next));
+            }
+        }
+        catalog.update_partitions(&bumps).await?;
+        for (stored, next) in bumps {
+            if let Some(p) = by_id
+                .get(&stored.topic_id)
+                .and_then(|t| t.partition(stored.partition))
+            {
+                p.set_record(next);
+            }
+        }
+
+        Ok(Arc::new(Broker {
+            config,
+            node_id,
+            cluster_id,
+            catalog,
+            wal,
+            advertised_host,
+            advertised_port,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            logs_dir,
+        }))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics lock").get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .find(|t| t.record.id.0 == id)
+            .cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        all
+    }
+
+    /// Validates and (unless `validate_only`) creates a topic.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, CreateTopicError> {
+        validate_topic_name(name).map_err(CreateTopicError::InvalidName)?;
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        if !(1..=100_000).contains(&partitions) {
+            return Err(CreateTopicError::InvalidPartitions(format!(
+                "number of partitions must be between 1 and 100000, got {partitions}"
+            )));
+        }
+        let replication_factor = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        if replication_factor < 1 {
+            return Err(CreateTopicError::InvalidReplicationFactor(format!(
+                "replication factor must be at least 1, got {replication_factor}"
+            )));
+        }
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(CreateTopicError::InvalidConfig)?;
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: TopicId::random(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        let config = Arc::new(TopicConfig::resolve(&self.config.log, &record.configs));
+        let _admin = self.admin.lock().await;
+        if self.topic(name).is_some() {
+            return Err(CreateTopicError::Exists(name.to_string()));
+        }
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                record,
+                config,
+                partitions: Vec::new(),
+            }));
+        }
+        match self.catalog.create_topic(&record, self.node_id).await {
+            Ok(()) => {}
+            Err(silt_metadata::Error::TopicExists(n)) => return Err(CreateTopicError::Exists(n)),
+            Err(e) => return Err(CreateTopicError::Internal(e.to_string())),
+        }
+        let stored = self
+            .catalog
+            .partitions(record.id)
+            .await
+            .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
+        let mut parts = Vec::new();
+        for p in stored {
+            let dir = self
+                .logs_dir
+                .join(record.id.to_string())
+                .join(p.partition.to_string());
+            let partition =
+                Partition::open(&dir, name, record.id, p.partition, p.record, config.clone())
+                    .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
+            parts.push(Arc::new(partition));
+        }
+        let topic = Arc::new(Topic {
+            record,
+            config,
+            partitions: parts,
+        });
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: from the catalog first, then locally.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord, silt_metadata::Error> {
+        let _admin = self.admin.lock().await;
+        let record = self.catalog.delete_topic(name).await?;
+        let removed = self.topics.write().expect("topics lock").remove(name);
+        if let Some(topic) = removed {
+            for p in &topic.partitions {
+                if let Err(error) = p.delete() {
+                    tracing::warn!(topic = name, %error, "removing deleted partition's files failed");
+                }
+            }
+            let _ = std::fs::remove_dir_all(self.logs_dir.join(record.id.to_string()));
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(record)
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    /// Rotates the WAL, fsyncs every dirty segment, then removes the WAL files before the
+    /// rotation: each record in them was written to its segment before it entered the WAL.
+    pub async fn checkpoint(self: &Arc<Self>) -> anyhow::Result<()> {
+        let fresh = self.wal.rotate().await.context("rotate WAL")?;
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), PartitionError> {
+            for p in broker.all_partitions() {
+                p.sync()?;
+            }
+            Ok(())
+        })
+        .await??;
+        self.wal.truncate_before(fresh);
+        Ok(())
+    }
+
+    /// Runs checkpoints and retention until cancelled.
+    pub async fn run_background(self: Arc<Self>, cancel: CancellationToken) {
+        let checkpoint_every =
+            Duration::from_millis(self.config.wal.checkpoint_interval_ms.max(100));
+        let retention_every =
+            Duration::from_millis(self.config.log.retention_check_interval_ms.max(100));
+        let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(200));
+        let mut retention_tick = tokio::time::interval(retention_every);
+        let mut last_checkpoint = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = checkpoint_tick.tick() => {
+                    let due = last_checkpoint.elapsed() >= checkpoint_every
+                        || self.wal.bytes_since_rotate() >= self.config.wal.checkpoint_bytes;
+                    if due && self.wal.bytes_since_rotate() > 0 {
+                        if let Err(error) = self.checkpoint().await {
+                            tracing::warn!(%error, "WAL checkpoint failed; the WAL keeps its files until the next one");
+                        }
+                        last_checkpoint = tokio::time::Instant::now();
+                    }
+                }
+                _ = retention_tick.tick() => {
+                    let broker = self.clone();
+                    let result = tokio::task::spawn_blocking(move || {
+                        let now = now_ms();
+                        for p in broker.all_partitions() {
+                            if let Err(error) = p.enforce_retention(now) {
+                                tracing::warn!(topic = %p.topic, partition = p.index, %error, "retention failed");
+                            }
+                        }
+                    })
+                    .await;
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "retention task failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and stops the WAL writer.
+    pub async fn shutdown(self: &Arc<Self>) {
+        if let Err(error) = self.checkpoint().await {
+            tracing::warn!(%error, "final checkpoint failed; the WAL replays on next start");
+        }
+        let wal = self.wal.clone();
+        let _ = tokio::task::spawn_blocking(move || wal.shutdown()).await;
+    }
+}
+
+/// Removes partition directories of topics the catalog no longer has (deleted while down).
+fn remove_orphaned_logs(logs_dir: &std::path::Path, known: &HashMap<TopicId, Arc<Topic>>) {
+    let Ok(entries) = std::fs::read_dir(logs_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else {
+            continue;
+        };
+        if !known.contains_key(&TopicId(id)) {
+            tracing::info!(topic_id = %id, "removing files of a deleted topic");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic_name;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", "a/b"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! Broker configuration: built-in defaults < `silt.toml` (or `--config FILE`) < `SILT_*`
+//! environment variables (nested with `__`) < command-line flags, layered with figment.
+
+use crate::topic_config::TimestampType;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Kafka listener address.
+    pub listen: String,
+    /// `host:port` given to clients in Metadata; the listen address when unset.
+    pub advertised_listener: Option<String>,
+    /// WAL, hot segments, embedded metadata and (by default) objects.
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    /// `embedded`, or `etcd://host:2379[,host:2379]` (not built yet).
+    pub metadata: String,
+    /// Object store URL; `file://<data-dir>/objects` when unset.
+    pub object_store: Option<String>,
+    /// Admin HTTP (health, readiness).
+    pub admin_listen: String,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    /// Largest request frame accepted; larger ones close the connection.
+    pub socket_request_max_bytes: usize,
+    /// Bound on how far one compressed batch may expand when validated.
+    pub max_decompressed_batch_bytes: usize,
+    pub log: LogDefaults,
+    pub wal: WalSettings,
+}
+
+/// Broker-wide defaults for topic configs (Kafka's `log.*` settings).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogDefaults {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub message_max_bytes: usize,
+    #[serde(with = "timestamp_type")]
+    pub message_timestamp_type: TimestampType,
+    pub retention_check_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSettings {
+    /// How often dirty segments are fsynced so older WAL files can be removed.
+    pub checkpoint_interval_ms: u64,
+    /// Checkpoint early once this many bytes were written since the last one.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9092".into(),
+            advertised_listener: None,
+            data_dir: PathBuf::from("./silt-data"),
+            node_id: 1,
+            metadata: "embedded".into(),
+            object_store: None,
+            admin_listen: "127.0.0.1:9095".into(),
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            max_decompressed_batch_bytes: 64 * 1024 * 1024,
+            log: LogDefaults::default(),
+            wal: WalSettings::default(),
+        }
+    }
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        LogDefaults {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            message_max_bytes: 1024 * 1024 + 12,
+            message_timestamp_type: TimestampType::CreateTime,
+            retention_check_interval_ms: 30_000,
+        }
+    }
+}
+
+impl Default for WalSettings {
+    fn default() -> Self {
+        WalSettings {
+            checkpoint_interval_ms: 10_000,
+            checkpoint_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+mod timestamp_type {
+    use super::TimestampType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &TimestampType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match t {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TimestampType, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "CreateTime" => Ok(TimestampType::CreateTime),
+            "LogAppendTime" => Ok(TimestampType::LogAppendTime),
+            other => Err(serde::de::Error::custom(format!(
+                "message_timestamp_type must be CreateTime or LogAppendTime, got {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Config {
+    pub fn advertised(&self) -> &str {
+        self.advertised_listener.as_deref().unwrap_or(&self.listen)
+    }
+
+    pub fn object_store_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.object_store {
+            return Ok(url.clone());
+        }
+        let dir = std::path::absolute(self.data_dir.join("objects"))?;
+        Ok(format!("file://{}", dir.display()))
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.node_id >= 0, "node_id must be non-negative");
+        anyhow::ensure!(
+            self.num_partitions >= 1,
+            "num_partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.default_replication_factor >= 1,
+            "default_replication_factor must be at least 1"
+        );
+        anyhow::ensure!(
+            self.metadata == "embedded",
+            "metadata {:?}: only the embedded store is built into this version (etcd comes with the cluster work)",
+            self.metadata
+        );
+        let (host, port) = self.advertised().rsplit_once(':').ok_or_else(|| {
+            anyhow::anyhow!(
+                "advertised listener {:?} needs host:port",
+                self.advertised()
+            )
+        })?;
+        anyhow::ensure!(!host.is_empty(), "advertised listener needs a host");
+        port.parse::<u16>()
+            .map_err(|_| anyhow::anyhow!("advertised listener port {port:?} is not a port"))?;
+        Ok(())
+    }
+}

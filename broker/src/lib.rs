@@ -1,0 +1,87 @@
+//! The Silt broker: Kafka protocol server, handlers (one module per API in [`api`]), the
+//! partition log and WAL ([`log`]), configuration and the admin HTTP endpoint.
+//!
+//! It knows how to speak Kafka and how to keep a partition's log; it must not know how a
+//! metadata backend stores things (it uses `silt_metadata`'s trait and catalog) nor how objects
+//! are laid out in the bucket (that is `silt_tiering`).
+
+pub mod admin;
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod server;
+pub mod topic_config;
+
+use anyhow::Context;
+use config::Config;
+use silt_metadata::catalog::Catalog;
+use silt_metadata::EmbeddedMetadataStore;
+use std::fs::File;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Takes an exclusive `flock` on `<data-dir>/LOCK` so two brokers never share a data dir.
+pub fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("LOCK");
+    let file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data dir {} is in use by another silt process (lock held on {})",
+            config.data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context("lock data dir"),
+    }
+}
+
+/// Runs a broker until `cancel` fires.
+pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
+    let _lock = lock_data_dir(&config)?;
+    let objects_url = config.object_store_url()?;
+    let _objects = silt_tiering::store::from_url(&objects_url)?;
+    let store = EmbeddedMetadataStore::open(&config.data_dir.join("metadata"))?;
+    let catalog = Catalog::new(Arc::new(store));
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let admin = tokio::net::TcpListener::bind(&config.admin_listen)
+        .await
+        .with_context(|| format!("admin listen on {}", config.admin_listen))?;
+    let ready = admin::Readiness::default();
+    let admin_task = tokio::spawn(admin::serve(admin, ready.clone(), cancel.clone()));
+
+    let broker = broker::Broker::open(config.clone(), catalog).await?;
+    let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
+    let kafka = tokio::spawn(server::serve(broker.clone(), listener, cancel.clone()));
+    ready.set(true);
+    tracing::info!(
+        listen = %config.listen,
+        advertised = %config.advertised(),
+        admin = %config.admin_listen,
+        data_dir = %config.data_dir.display(),
+        objects = %objects_url,
+        node_id = config.node_id,
+        "silt broker ready"
+    );
+    println!(
+        "silt: Kafka listener on {} (advertised {}), admin on http://{}, data in {}",
+        config.listen,
+        config.advertised(),
+        config.admin_listen,
+        config.data_dir.display()
+    );
+    cancel.cancelled().await;
+    ready.set(false);
+    let _ = kafka.await;
+    let _ = background.await;
+    broker.shutdown().await;
+    let _ = admin_task.await;
+    tracing::info!("silt broker stopped");
+    Ok(())
+}

@@ -1,0 +1,545 @@
+//! Kafka record batches (magic 2): header parsing, validation as Kafka's log validator does it,
+//! and the in-place rewrites of the append path (base offset, leader epoch, LogAppendTime).
+//!
+//! Layout: base offset (8) | batch length (4) | partition leader epoch (4) | magic (1) |
+//! CRC-32C (4) | attributes (2) | last offset delta (4) | base timestamp (8) | max timestamp (8) |
+//! producer id (8) | producer epoch (2) | base sequence (4) | record count (4) | records.
+//! The CRC covers attributes to the end, so rewriting the first 17 bytes keeps it valid.
+
+use std::io::Read;
+
+pub const HEADER_LEN: usize = 61;
+/// Bytes before the batch-length field's coverage begins (base offset + length).
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+const CONTROL_BIT: i16 = 0x20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn be<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    b[at..at + N].try_into().expect("caller checked the length")
+}
+
+impl BatchHeader {
+    /// Parses the fixed header; `None` when fewer than [`HEADER_LEN`] bytes are given.
+    pub fn parse(b: &[u8]) -> Option<BatchHeader> {
+        if b.len() < HEADER_LEN {
+            return None;
+        }
+        Some(BatchHeader {
+            base_offset: i64::from_be_bytes(be(b, 0)),
+            batch_length: i32::from_be_bytes(be(b, 8)),
+            partition_leader_epoch: i32::from_be_bytes(be(b, 12)),
+            magic: b[16] as i8,
+            crc: u32::from_be_bytes(be(b, 17)),
+            attributes: i16::from_be_bytes(be(b, 21)),
+            last_offset_delta: i32::from_be_bytes(be(b, 23)),
+            base_timestamp: i64::from_be_bytes(be(b, 27)),
+            max_timestamp: i64::from_be_bytes(be(b, 35)),
+            producer_id: i64::from_be_bytes(be(b, 43)),
+            producer_epoch: i16::from_be_bytes(be(b, 51)),
+            base_sequence: i32::from_be_bytes(be(b, 53)),
+            record_count: i32::from_be_bytes(be(b, 57)),
+        })
+    }
+
+    /// Size of the whole batch on disk and on the wire.
+    pub fn total_size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length.max(0) as usize
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn compression(&self) -> u8 {
+        (self.attributes & COMPRESSION_MASK) as u8
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_BIT != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+}
+
+/// Why a batch was refused; each maps to one Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("record batch magic {0} is not supported; only magic 2")]
+    UnsupportedMagic(i8),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// Splits a produce request's record set into batches and validates each. Returns each batch's
+/// header and its byte range within `records`.
+pub fn validate_record_set(
+    records: &[u8],
+    max_message_bytes: usize,
+    max_decompressed_bytes: usize,
+) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    if records.is_empty() {
+        return Err(BatchError::Corrupt("empty record set".into()));
+    }
+    while pos < records.len() {
+        let rest = &records[pos..];
+        if rest.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Corrupt(format!(
+                "truncated batch header at byte {pos}"
+            )));
+        }
+        let magic = rest[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
+        let header = BatchHeader::parse(rest)
+            .ok_or_else(|| BatchError::Corrupt(format!("truncated batch header at byte {pos}")))?;
+        if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+            return Err(BatchError::Corrupt(format!(
+                "batch length {} is below the minimum",
+                header.batch_length
+            )));
+        }
+        let size = header.total_size();
+        if size > rest.len() {
+            return Err(BatchError::Corrupt(format!(
+                "batch length {} runs past the end of the record set",
+                header.batch_length
+            )));
+        }
+        if size > max_message_bytes {
+            return Err(BatchError::TooLarge {
+                size,
+                max: max_message_bytes,
+            });
+        }
+        validate_batch(&header, &rest[..size], max_decompressed_bytes)?;
+        out.push((header, pos..pos + size));
+        pos += size;
+    }
+    Ok(out)
+}
+
+fn validate_batch(
+    header: &BatchHeader,
+    batch: &[u8],
+    max_decompressed_bytes: usize,
+) -> Result<(), BatchError> {
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    if crc != header.crc {
+        return Err(BatchError::Corrupt(format!(
+            "CRC mismatch: batch says {:#010x}, data gives {crc:#010x}",
+            header.crc
+        )));
+    }
+    if header.is_control() {
+        return Err(BatchError::InvalidRecord(
+            "control batches may only be written by the broker".into(),
+        ));
+    }
+    if header.is_transactional() {
+        return Err(BatchError::Unsupported(
+            "transactional batches: transactions are not supported".into(),
+        ));
+    }
+    if header.record_count <= 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "batch record count {} must be positive",
+            header.record_count
+        )));
+    }
+    if header.last_offset_delta != header.record_count - 1 {
+        return Err(BatchError::InvalidRecord(format!(
+            "last offset delta {} does not match record count {}",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    let body = &batch[HEADER_LEN..];
+    let codec = header.compression();
+    if codec == 0 {
+        walk_records(body, header.record_count, |_, _| ())
+    } else {
+        let plain = decompress(codec, body, max_decompressed_bytes)?;
+        walk_records(&plain, header.record_count, |_, _| ())
+    }
+}
+
+/// Decompresses a batch body with the batch's codec (1 gzip, 2 snappy, 3 lz4, 4 zstd), refusing
+/// to produce more than `limit` bytes.
+pub fn decompress(codec: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
+    let mut out = Vec::new();
+    let too_big = || BatchError::Corrupt(format!("batch decompresses to more than {limit} bytes"));
+    let read_bounded = |reader: &mut dyn Read, out: &mut Vec<u8>| -> Result<(), BatchError> {
+        reader
+            .take(limit as u64 + 1)
+            .read_to_end(out)
+            .map_err(|e| BatchError::Corrupt(format!("decompression failed: {e}")))?;
+        if out.len() > limit {
+            return Err(too_big());
+        }
+        Ok(())
+    };
+    match codec {
+        1 => read_bounded(&mut flate2::read::GzDecoder::new(data), &mut out)?,
+        2 => snappy_decompress(data, limit, &mut out)?,
+        3 => {
+            let mut decoder = lz4::Decoder::new(data)
+                .map_err(|e| BatchError::Corrupt(format!("lz4 frame: {e}")))?;
+            read_bounded(&mut decoder, &mut out)?
+        }
+        4 => {
+            let mut decoder = zstd::stream::read::Decoder::new(data)
+                .map_err(|e| BatchError::Corrupt(format!("zstd frame: {e}")))?;
+            read_bounded(&mut decoder, &mut out)?
+        }
+        other => {
+            return Err(BatchError::Corrupt(format!(
+                "unknown compression codec {other}"
+            )))
+        }
+    }
+    Ok(out)
+}
+
+/// The xerial framing that the Java client's snappy stream writes.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER_LEN: usize = 16;
+
+fn snappy_decompress(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BatchError> {
+    let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), BatchError> {
+        let len = snap::raw::decompress_len(block)
+            .map_err(|e| BatchError::Corrupt(format!("snappy: {e}")))?;
+        if out.len() + len > limit {
+            return Err(BatchError::Corrupt(format!(
+                "batch decompresses to more than {limit} bytes"
+            )));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(|e| BatchError::Corrupt(format!("snappy: {e}")))?;
+        Ok(())
+    };
+    if data.len() >= XERIAL_HEADER_LEN && data.starts_with(XERIAL_MAGIC) {
+        let mut pos = XERIAL_HEADER_LEN;
+        while pos < data.len() {
+            if data.len() - pos < 4 {
+                return Err(BatchError::Corrupt("snappy: truncated block length".into()));
+            }
+            let len = u32::from_be_bytes(be(data, pos)) as usize;
+            pos += 4;
+            if data.len() - pos < len {
+                return Err(BatchError::Corrupt("snappy: truncated block".into()));
+            }
+            raw_block(&data[pos..pos + len], out)?;
+            pos += len;
+        }
+        Ok(())
+    } else {
+        raw_block(data, out)
+    }
+}
+
+/// A cursor over record bytes that never reads past its slice.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let mut value: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let byte = *self
+                .b
+                .get(self.pos)
+                .ok_or_else(|| BatchError::Corrupt("truncated varint".into()))?;
+            self.pos += 1;
+            if shift == 63 && byte > 1 {
+                return Err(BatchError::Corrupt("varint overflows 64 bits".into()));
+            }
+            value |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+            }
+        }
+        Err(BatchError::Corrupt("varint too long".into()))
+    }
+
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let v = self.varlong()?;
+        i32::try_from(v).map_err(|_| BatchError::Corrupt(format!("varint {v} overflows 32 bits")))
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), BatchError> {
+        if self.b.len() - self.pos < n {
+            return Err(BatchError::Corrupt(
+                "record field runs past its record".into(),
+            ));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// A nullable length-prefixed field (-1 = null).
+    fn skip_nullable(&mut self, what: &str) -> Result<(), BatchError> {
+        let len = self.varint()?;
+        if len < -1 {
+            return Err(BatchError::Corrupt(format!("negative {what} length {len}")));
+        }
+        if len > 0 {
+            self.skip(len as usize)?;
+        }
+        Ok(())
+    }
+}
+
+/// Walks `count` records in uncompressed record bytes, checking that every length fits, offset
+/// deltas run 0..count and nothing trails; calls `visit(offset_delta, timestamp_delta)`.
+pub fn walk_records(
+    body: &[u8],
+    count: i32,
+    mut visit: impl FnMut(i32, i64),
+) -> Result<(), BatchError> {
+    let mut outer = Cursor { b: body, pos: 0 };
+    for expected in 0..count {
+        let len = outer.varint()?;
+        if len < 0 || (len as usize) > body.len() - outer.pos {
+            return Err(BatchError::Corrupt(format!(
+                "record {expected} length {len} runs past the batch"
+            )));
+        }
+        let record = &body[outer.pos..outer.pos + len as usize];
+        outer.pos += len as usize;
+        let mut c = Cursor { b: record, pos: 0 };
+        c.skip(1)?; // attributes
+        let timestamp_delta = c.varlong()?;
+        let offset_delta = c.varint()?;
+        if offset_delta != expected {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {expected} has offset delta {offset_delta}"
+            )));
+        }
+        c.skip_nullable("key")?;
+        c.skip_nullable("value")?;
+        let headers = c.varint()?;
+        if headers < 0 {
+            return Err(BatchError::Corrupt(format!(
+                "negative header count {headers}"
+            )));
+        }
+        for _ in 0..headers {
+            let key_len = c.varint()?;
+            if key_len < 0 {
+                return Err(BatchError::Corrupt("null header key".into()));
+            }
+            c.skip(key_len as usize)?;
+            c.skip_nullable("header value")?;
+        }
+        if c.pos != record.len() {
+            return Err(BatchError::Corrupt(format!(
+                "record {expected} has {} trailing bytes",
+                record.len() - c.pos
+            )));
+        }
+        visit(offset_delta, timestamp_delta);
+    }
+    if outer.pos != body.len() {
+        return Err(BatchError::InvalidRecord(format!(
+            "batch holds more bytes than its {count} records"
+        )));
+    }
+    Ok(())
+}
+
+/// Rewrites the base offset and partition leader epoch (outside the CRC), and with
+/// `log_append_time` sets the timestamp type and max timestamp and recomputes the CRC.
+pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&leader_epoch.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let attributes = i16::from_be_bytes(be(batch, ATTRIBUTES_OFFSET)) | TIMESTAMP_TYPE_BIT;
+        batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Timestamps of each record in a stored batch, as `(offset, timestamp)`; LogAppendTime batches
+/// report their max timestamp for every record, as Kafka does.
+pub fn record_timestamps(
+    header: &BatchHeader,
+    batch: &[u8],
+    max_decompressed_bytes: usize,
+) -> Result<Vec<(i64, i64)>, BatchError> {
+    let mut out = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
+    let mut visit = |delta: i32, ts_delta: i64| {
+        let ts = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.saturating_add(ts_delta)
+        };
+        out.push((header.base_offset + delta as i64, ts));
+    };
+    let body = &batch[HEADER_LEN..header.total_size().min(batch.len())];
+    if header.compression() == 0 {
+        walk_records(body, header.record_count, &mut visit)?;
+    } else {
+        let plain = decompress(header.compression(), body, max_decompressed_bytes)?;
+        walk_records(&plain, header.record_count, &mut visit)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    pub(crate) fn encode(records: usize, compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = (0..records)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder starts a new batch unless offset - sequence stays constant.
+                sequence: i as i32,
+                timestamp: 1_700_000_000_000 + i as i64 * 10,
+                key: Some(format!("k{i}").into_bytes().into()),
+                value: if i % 3 == 0 {
+                    None
+                } else {
+                    Some(vec![b'v'; i * 7].into())
+                },
+                headers: [("h".into(), Some(b"x".to_vec().into()))]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn every_codec_validates() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let batch = encode(50, codec);
+            let parsed = validate_record_set(&batch, 1 << 20, 1 << 24).unwrap();
+            assert_eq!(parsed.len(), 1, "{codec:?}");
+            assert_eq!(parsed[0].0.record_count, 50);
+            let ts = record_timestamps(&parsed[0].0, &batch, 1 << 24).unwrap();
+            assert_eq!(ts[7], (7, 1_700_000_000_070), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn corruption_is_refused() {
+        let mut batch = encode(5, Compression::None);
+        let last = batch.len() - 1;
+        batch[last] ^= 0xff;
+        assert!(matches!(
+            validate_record_set(&batch, 1 << 20, 1 << 24),
+            Err(BatchError::Corrupt(_))
+        ));
+
+        // A record count that disagrees with the records, with a valid CRC.
+        let mut batch = encode(5, Compression::None);
+        batch[57..61].copy_from_slice(&6i32.to_be_bytes());
+        batch[23..27].copy_from_slice(&5i32.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(validate_record_set(&batch, 1 << 20, 1 << 24).is_err());
+
+        let batch = encode(5, Compression::None);
+        assert!(matches!(
+            validate_record_set(&batch, 64, 1 << 24),
+            Err(BatchError::TooLarge { .. })
+        ));
+        assert!(validate_record_set(&batch[..batch.len() - 3], 1 << 20, 1 << 24).is_err());
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let batch = encode(200, Compression::Zstd);
+        assert!(matches!(
+            validate_record_set(&batch, 1 << 20, 1000),
+            Err(BatchError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn stamping_keeps_the_crc_valid() {
+        let mut batch = encode(3, Compression::Gzip);
+        stamp(&mut batch, 42, 7, None);
+        let h = validate_record_set(&batch, 1 << 20, 1 << 24).unwrap()[0].0;
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+        stamp(&mut batch, 43, 8, Some(1_800_000_000_000));
+        let h = validate_record_set(&batch, 1 << 20, 1 << 24).unwrap()[0].0;
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 1_800_000_000_000);
+        assert_eq!(h.last_offset(), 45);
+    }
+}

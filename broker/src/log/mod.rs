@@ -1,0 +1,6 @@
+//! The partition log: record batches, the broker-wide WAL, hot segments, and partition state.
+
+pub mod batch;
+pub mod partition;
+pub mod segment;
+pub mod wal;

@@ -1,0 +1,554 @@
+//! One partition's log on this broker: hot segments, log end offset (LEO), high watermark (HW),
+//! leader epoch and its history.
+//!
+//! Append path: validate (outside the lock) → lock → assign offsets and stamp the leader epoch →
+//! write to the active segment → append to the WAL → unlock → wait for the WAL sync, after
+//! which the WAL writer advances the HW. Consumers read below the HW only.
+
+use super::batch::{self, BatchHeader};
+use super::segment::Segment;
+use super::wal::{OnDurable, Wal, WalFailed};
+use crate::topic_config::{TimestampType, TopicConfig};
+use silt_metadata::catalog::PartitionRecord;
+use silt_metadata::{LeaderEpoch, Offset, TopicId};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("partition {0} was deleted")]
+    Deleted(String),
+    #[error("offset {offset} is outside [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("log I/O on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("write-ahead log failed: {}", .0.0)]
+    Wal(WalFailed),
+    #[error(transparent)]
+    Batch(#[from] batch::BatchError),
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Log {
+    /// Ascending by base offset; the last one is active. Never empty.
+    segments: Vec<Segment>,
+    log_start: i64,
+    log_end: i64,
+    record: PartitionRecord,
+    config: Arc<TopicConfig>,
+    deleted: bool,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: TopicId,
+    pub index: i32,
+    dir: PathBuf,
+    log: Mutex<Log>,
+    high_watermark: AtomicI64,
+}
+
+impl OnDurable for Partition {
+    fn durable(&self, end_offset: i64) {
+        self.high_watermark.fetch_max(end_offset, Ordering::AcqRel);
+    }
+}
+
+/// What an append did.
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_append_time: Option<i64>,
+    pub wal_seq: u64,
+    pub log_start: i64,
+}
+
+/// What a read found.
+pub struct ReadResult {
+    pub records: Vec<u8>,
+    pub high_watermark: i64,
+    pub log_start: i64,
+}
+
+/// Where a ListOffsets lookup landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetLookup {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub leader_epoch: i32,
+}
+
+/// Decompression bound used when the log itself decodes records (timestamp lookups).
+const LOOKUP_DECOMPRESS_LIMIT: usize = 256 * 1024 * 1024;
+
+impl Partition {
+    /// Opens (or creates) the partition's directory and validates its segments. A segment with
+    /// a corrupt or torn tail is cut there and every later segment removed: the WAL replays
+    /// what they held.
+    pub fn open(
+        dir: &Path,
+        topic: &str,
+        topic_id: TopicId,
+        index: i32,
+        record: PartitionRecord,
+        config: Arc<TopicConfig>,
+    ) -> Result<Partition, PartitionError> {
+        let io_err = |source| PartitionError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .map_err(io_err)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .and_then(|n| n.parse::<i64>().ok())
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut broken = false;
+        for base in bases {
+            let path = super::segment::segment_path(dir, base);
+            let contiguous = segments.last().is_none_or(|s| s.next_offset() == base);
+            if broken || !contiguous {
+                tracing::warn!(path = %path.display(), "removing segment after a gap in the log; the WAL replays its data");
+                std::fs::remove_file(&path).map_err(io_err)?;
+                broken = true;
+                continue;
+            }
+            let (segment, cut) = Segment::open(&path, base).map_err(io_err)?;
+            if cut {
+                tracing::warn!(path = %path.display(), size = segment.size(), "cut a torn or corrupt segment tail");
+                broken = true;
+            }
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0).map_err(io_err)?);
+        }
+        let log_start = segments[0].base_offset;
+        let log_end = segments.last().expect("one segment").next_offset();
+        Ok(Partition {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            dir: dir.to_path_buf(),
+            log: Mutex::new(Log {
+                segments,
+                log_start,
+                log_end,
+                record,
+                config,
+                deleted: false,
+            }),
+            high_watermark: AtomicI64::new(log_end),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().expect("partition lock")
+    }
+
+    fn io_err(&self) -> impl Fn(io::Error) -> PartitionError + '_ {
+        move |source| PartitionError::Io {
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn log_end(&self) -> i64 {
+        self.lock().log_end
+    }
+
+    pub fn log_start(&self) -> i64 {
+        self.lock().log_start
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.lock().record.leader_epoch
+    }
+
+    pub fn record(&self) -> PartitionRecord {
+        self.lock().record.clone()
+    }
+
+    pub fn set_record(&self, record: PartitionRecord) {
+        self.lock().record = record;
+    }
+
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.lock().config.clone()
+    }
+
+    pub fn set_config(&self, config: Arc<TopicConfig>) {
+        self.lock().config = config;
+    }
+
+    /// Appends validated batches (ranges within `records`, which is rewritten in place).
+    pub fn append(
+        self: &Arc<Self>,
+        records: &mut [u8],
+        batches: &[(BatchHeader, std::ops::Range<usize>)],
+        wal: &Wal,
+    ) -> Result<Appended, PartitionError> {
+        let mut log = self.lock();
+        if log.deleted {
+            return Err(PartitionError::Deleted(format!(
+                "{}-{}",
+                self.topic, self.index
+            )));
+        }
+        let now = now_ms();
+        let log_append_time =
+            (log.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let epoch = log.record.leader_epoch.0;
+        let base_offset = log.log_end;
+        let mut wal_seq = 0;
+        for (header, range) in batches {
+            let offset = log.log_end;
+            let bytes = &mut records[range.clone()];
+            batch::stamp(bytes, offset, epoch, log_append_time);
+            let mut stamped = *header;
+            stamped.base_offset = offset;
+            stamped.partition_leader_epoch = epoch;
+            if let Some(t) = log_append_time {
+                stamped.max_timestamp = t;
+                stamped.attributes |= 0x08;
+            }
+            self.maybe_roll(&mut log, bytes.len() as u64)?;
+            let active = log.segments.last_mut().expect("active segment");
+            active.append(bytes, &stamped).map_err(self.io_err())?;
+            let end = stamped.last_offset() + 1;
+            log.log_end = end;
+            // Segment first, then WAL: a checkpoint that rotates the WAL and then syncs segments
+            // covers every record in the files it removes.
+            wal_seq = wal
+                .append(&self.topic_id.0, self.index, bytes, self.clone(), end)
+                .map_err(PartitionError::Wal)?;
+        }
+        Ok(Appended {
+            base_offset,
+            log_append_time,
+            wal_seq,
+            log_start: log.log_start,
+        })
+    }
+
+    /// Replays one WAL batch at startup: appended if it starts at the log end, skipped if the
+    /// log already holds it.
+    pub fn replay(&self, batch: &[u8]) -> Result<bool, PartitionError> {
+        let mut log = self.lock();
+        let Some(h) = BatchHeader::parse(batch) else {
+            return Ok(false);
+        };
+        if h.last_offset() < log.log_end {
+            return Ok(false);
+        }
+        if h.base_offset != log.log_end {
+            tracing::error!(
+                topic = %self.topic, partition = self.index, expected = log.log_end, found = h.base_offset,
+                "WAL replay found a gap in the log; skipping the batch"
+            );
+            return Ok(false);
+        }
+        self.maybe_roll(&mut log, batch.len() as u64)?;
+        log.segments
+            .last_mut()
+            .expect("active segment")
+            .append(batch, &h)
+            .map_err(self.io_err())?;
+        log.log_end = h.last_offset() + 1;
+        self.high_watermark.store(log.log_end, Ordering::Release);
+        Ok(true)
+    }
+
+    fn maybe_roll(&self, log: &mut Log, incoming: u64) -> Result<(), PartitionError> {
+        let active = log.segments.last().expect("active segment");
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size() + incoming > log.config.segment_bytes;
+        let too_old = active
+            .created
+            .elapsed()
+            .is_ok_and(|age| age > Duration::from_millis(log.config.segment_ms.max(0) as u64));
+        if too_big || too_old {
+            let segment = Segment::create(&self.dir, log.log_end).map_err(self.io_err())?;
+            log.segments.push(segment);
+        }
+        Ok(())
+    }
+
+    /// fsyncs every segment written since the last checkpoint (outside the partition lock).
+    pub fn sync(&self) -> Result<(), PartitionError> {
+        let handles: Vec<_> = self
+            .lock()
+            .segments
+            .iter()
+            .map(|s| s.sync_handle())
+            .collect();
+        for handle in handles {
+            handle.sync_if_dirty().map_err(self.io_err())?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset`, below the high watermark: at most `max_bytes`, except
+    /// that the first batch is returned whole even when larger (KIP-74).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, PartitionError> {
+        let hw = self.high_watermark();
+        let (file, pos, end, log_start) = {
+            let log = self.lock();
+            if log.deleted {
+                return Err(PartitionError::Deleted(format!(
+                    "{}-{}",
+                    self.topic, self.index
+                )));
+            }
+            if offset < log.log_start || offset > log.log_end {
+                return Err(PartitionError::OffsetOutOfRange {
+                    offset,
+                    log_start: log.log_start,
+                    log_end: log.log_end,
+                });
+            }
+            if offset >= hw {
+                return Ok(ReadResult {
+                    records: Vec::new(),
+                    high_watermark: hw,
+                    log_start: log.log_start,
+                });
+            }
+            let i = log.segments.partition_point(|s| s.base_offset <= offset) - 1;
+            let mut segment = &log.segments[i];
+            let mut pos = segment.locate(offset).map_err(self.io_err())?;
+            if pos >= segment.size() && i + 1 < log.segments.len() {
+                segment = &log.segments[i + 1];
+                pos = 0;
+            }
+            (segment.file(), pos, segment.size(), log.log_start)
+        };
+        let mut records = Vec::new();
+        let available = end.saturating_sub(pos);
+        let want = (max_bytes as u64).min(available) as usize;
+        let mut buf = vec![0u8; want.max(batch::HEADER_LEN.min(available as usize))];
+        file.read_exact_at(&mut buf, pos).map_err(self.io_err())?;
+        let mut at = 0;
+        while let Some(h) = BatchHeader::parse(&buf[at..]) {
+            if h.base_offset >= hw {
+                break;
+            }
+            let size = h.total_size();
+            if at + size > buf.len() {
+                if at == 0 {
+                    // KIP-74: the first batch goes out whole even past max_bytes.
+                    let mut whole = vec![0u8; size];
+                    file.read_exact_at(&mut whole, pos).map_err(self.io_err())?;
+                    records = whole;
+                }
+                break;
+            }
+            at += size;
+        }
+        if records.is_empty() {
+            buf.truncate(at);
+            records = buf;
+        }
+        Ok(ReadResult {
+            records,
+            high_watermark: hw,
+            log_start,
+        })
+    }
+
+    fn epoch_for_offset(record: &PartitionRecord, offset: i64) -> i32 {
+        record
+            .epoch_history
+            .iter()
+            .rev()
+            .find(|e| e.start_offset.0 <= offset)
+            .map_or(-1, |e| e.epoch.0)
+    }
+
+    pub fn earliest(&self) -> OffsetLookup {
+        let log = self.lock();
+        OffsetLookup {
+            offset: log.log_start,
+            timestamp: -1,
+            leader_epoch: Self::epoch_for_offset(&log.record, log.log_start),
+        }
+    }
+
+    pub fn latest(&self) -> OffsetLookup {
+        let log = self.lock();
+        OffsetLookup {
+            offset: self.high_watermark(),
+            timestamp: -1,
+            leader_epoch: log.record.leader_epoch.0,
+        }
+    }
+
+    /// The first record (below the HW) whose timestamp is at least `timestamp`.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<OffsetLookup>, PartitionError> {
+        let hw = self.high_watermark();
+        let log = self.lock();
+        for segment in &log.segments {
+            if segment.base_offset >= hw {
+                break;
+            }
+            let mut from = segment.find_timestamp(timestamp).map_err(self.io_err())?;
+            while let Some((h, pos)) = from {
+                if h.base_offset >= hw {
+                    return Ok(None);
+                }
+                let (h, bytes) = segment.read_batch(pos).map_err(self.io_err())?;
+                let stamps = batch::record_timestamps(&h, &bytes, LOOKUP_DECOMPRESS_LIMIT)?;
+                if let Some((offset, ts)) = stamps
+                    .into_iter()
+                    .find(|(o, ts)| *ts >= timestamp && *o >= log.log_start)
+                {
+                    return Ok(Some(OffsetLookup {
+                        offset,
+                        timestamp: ts,
+                        leader_epoch: h.partition_leader_epoch,
+                    }));
+                }
+                // The batch claimed a max timestamp none of its records has: try the next.
+                let next = pos + h.total_size() as u64;
+                from = if next < segment.size() {
+                    Some((segment.read_batch(next).map_err(self.io_err())?.0, next))
+                } else {
+                    None
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the first one, if several share it).
+    pub fn max_timestamp(&self) -> Result<Option<OffsetLookup>, PartitionError> {
+        let hw = self.high_watermark();
+        let log = self.lock();
+        let best = log
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp_batch >= 0 && s.max_timestamp_batch < hw)
+            .fold(None::<&Segment>, |best, s| match best {
+                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                _ => Some(s),
+            });
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        let pos = segment
+            .position_of_batch(segment.max_timestamp_batch)
+            .map_err(self.io_err())?;
+        let (h, bytes) = segment.read_batch(pos).map_err(self.io_err())?;
+        let stamps = batch::record_timestamps(&h, &bytes, LOOKUP_DECOMPRESS_LIMIT)?;
+        let Some(max) = stamps.iter().map(|(_, ts)| *ts).max() else {
+            return Ok(None);
+        };
+        let (offset, ts) = stamps
+            .into_iter()
+            .find(|(_, ts)| *ts == max)
+            .expect("max exists");
+        Ok(Some(OffsetLookup {
+            offset,
+            timestamp: ts,
+            leader_epoch: h.partition_leader_epoch,
+        }))
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer; `None` = undefined (-1, -1).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let log = self.lock();
+        log.record
+            .end_offset_for(LeaderEpoch(epoch), Offset(log.log_end))
+            .map(|(e, o)| (e.0, o.0))
+    }
+
+    /// Deletes whole segments past `retention.ms` / `retention.bytes` (never the active one,
+    /// never data above the HW) and advances the log start offset. Returns bytes removed.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<u64, PartitionError> {
+        let hw = self.high_watermark();
+        let removed: Vec<Segment> = {
+            let mut log = self.lock();
+            let retention_ms = log.config.retention_ms;
+            let retention_bytes = log.config.retention_bytes;
+            let mut total: u64 = log.segments.iter().map(|s| s.size()).sum();
+            let mut count = 0;
+            for segment in &log.segments[..log.segments.len() - 1] {
+                if segment.next_offset() > hw {
+                    break;
+                }
+                let newest = if segment.max_timestamp >= 0 {
+                    segment.max_timestamp
+                } else {
+                    segment
+                        .created
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(now_ms, |d| d.as_millis() as i64)
+                };
+                let expired_by_time = retention_ms >= 0 && now_ms - newest > retention_ms;
+                let expired_by_size =
+                    retention_bytes >= 0 && total - segment.size() >= retention_bytes as u64;
+                if !(expired_by_time || expired_by_size) {
+                    break;
+                }
+                total -= segment.size();
+                count += 1;
+            }
+            let removed: Vec<Segment> = log.segments.drain(..count).collect();
+            log.log_start = log.segments[0].base_offset.max(log.log_start);
+            removed
+        };
+        let mut bytes = 0;
+        for segment in removed {
+            bytes += segment.size();
+            tracing::info!(topic = %self.topic, partition = self.index, base_offset = segment.base_offset, "retention deleted segment");
+            std::fs::remove_file(&segment.path).map_err(self.io_err())?;
+        }
+        Ok(bytes)
+    }
+
+    /// Marks the partition deleted (appends and reads fail from now on) and removes its files.
+    pub fn delete(&self) -> Result<(), PartitionError> {
+        let mut log = self.lock();
+        log.deleted = true;
+        std::fs::remove_dir_all(&self.dir).or_else(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(self.io_err()(e))
+            }
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! The Kafka listener: framing, header decoding, per-connection ordering.
+//!
+//! Each connection has a reader and a writer. The reader decodes requests one at a time and
+//! runs the part of each request that must happen in arrival order (for Produce: validation and
+//! the append); what may wait (the WAL sync, a Fetch long poll) runs as a task whose handle goes
+//! to the writer, which sends responses strictly in request order. The queue between them is
+//! bounded, which bounds the requests in flight per connection.
+
+use crate::api;
+use crate::broker::Broker;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Requests a connection may have in flight before the reader stops reading.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A response frame (length prefix included).
+pub enum Frame {
+    Bytes(Bytes),
+    /// acks=0 Produce: no response at all.
+    NoResponse,
+    /// The response could not be encoded: the connection is closed rather than left waiting.
+    Failed,
+}
+
+/// What a handler gives back: the response now, or a task that will produce it.
+pub enum Reply {
+    Now(Frame),
+    Later(JoinHandle<Frame>),
+}
+
+/// Encodes a response frame for a request with `header`.
+pub fn frame<R: Encodable>(header: &RequestHeader, body: &R) -> Frame {
+    let response_header_version = ApiKey::try_from(header.request_api_key)
+        .map(|k| k.response_header_version(header.request_api_version))
+        .unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    if let Err(error) = rh
+        .encode(&mut buf, response_header_version)
+        .and_then(|()| body.encode(&mut buf, header.request_api_version))
+    {
+        tracing::error!(%error, api_key = header.request_api_key, version = header.request_api_version, "encoding a response failed; closing the connection");
+        return Frame::Failed;
+    }
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Frame::Bytes(buf.freeze())
+}
+
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(
+            async move {
+                if let Err(error) = connection(broker, stream, cancel).await {
+                    tracing::debug!(%error, "connection closed");
+                }
+            }
+            .instrument(tracing::info_span!("conn", %peer)),
+        );
+    }
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
+    let writer_task = tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let frame = match reply {
+                Reply::Now(frame) => frame,
+                Reply::Later(handle) => match handle.await {
+                    Ok(frame) => frame,
+                    Err(error) => {
+                        tracing::error!(%error, "request task failed; closing the connection");
+                        return;
+                    }
+                },
+            };
+            match frame {
+                Frame::Bytes(bytes) => {
+                    if writer.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Frame::NoResponse => {}
+                Frame::Failed => return,
+            }
+        }
+    });
+    let max = broker.config.socket_request_max_bytes;
+    let result = async {
+        loop {
+            let len = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                len = reader.read_i32() => match len {
+                    Ok(len) => len,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            if len < 8 || len as usize > max {
+                tracing::warn!(
+                    len,
+                    max,
+                    "request frame size out of bounds; closing the connection"
+                );
+                anyhow::bail!("frame of {len} bytes");
+            }
+            let mut body = BytesMut::zeroed(len as usize);
+            reader.read_exact(&mut body).await?;
+            let body = body.freeze();
+            let reply = dispatch(&broker, body).await?;
+            if tx.send(reply).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    drop(tx);
+    let _ = writer_task.await;
+    result
+}
+
+/// Decodes the header and hands the request to its API's handler.
+async fn dispatch(broker: &Arc<Broker>, mut body: Bytes) -> anyhow::Result<Reply> {
+    let api_key = i16::from_be_bytes([body[0], body[1]]);
+    let api_version = i16::from_be_bytes([body[2], body[3]]);
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        anyhow::bail!("unknown API key {api_key}");
+    };
+    let header_version = key.request_header_version(api_version);
+    let header = RequestHeader::decode(&mut body, header_version)
+        .map_err(|e| anyhow::anyhow!("bad request header: {e}"))?;
+    let span = tracing::debug_span!(
+        "request",
+        api = ?key,
+        api_version,
+        correlation_id = header.correlation_id,
+        client_id = header.client_id.as_deref().unwrap_or(""),
+    );
+    let supported = api::supported(key);
+    if key == ApiKey::ApiVersions {
+        return Ok(Reply::Now(api::api_versions::handle(&header, &mut body)));
+    }
+    let Some((min, max)) = supported else {
+        anyhow::bail!("API {key:?} is not supported");
+    };
+    if api_version < min || api_version > max {
+        anyhow::bail!("API {key:?} version {api_version} is not supported ({min}..={max})");
+    }
+    api::handle(broker, key, header, body)
+        .instrument(span)
+        .await
+}
+
+/// Decodes a request body of type `T` at the header's version.
+pub fn decode<T: Decodable>(header: &RequestHeader, body: &mut Bytes) -> anyhow::Result<T> {
+    let request = T::decode(body, header.request_api_version)
+        .map_err(|e| anyhow::anyhow!("malformed request: {e}"))?;
+    if body.has_remaining() {
+        tracing::debug!(trailing = body.remaining(), "request has trailing bytes");
+    }
+    Ok(request)
+}
