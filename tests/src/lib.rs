@@ -1,1 +1,377 @@
+//! Helpers for end-to-end tests: start real `silt` processes on free loopback ports, stop them
+//! by pid, and drive them with real Kafka clients (librdkafka via `rdkafka`, kcat, the Java
+//! client).
 
+use anyhow::{bail, Context};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound once, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The `silt` binary under test: `$SILT_BIN`, else `target/debug/silt`.
+pub fn silt_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("SILT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    let bin = target.join("debug/silt");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p silt-broker) or set SILT_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `silt` broker with its own data directory and ports.
+pub struct Silt {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub admin_port: u16,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+    log_path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Silt {
+    /// Starts a broker on fresh ports with a fresh data directory.
+    pub fn start() -> Silt {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts a broker with extra `SILT_*` environment settings.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Silt {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut silt = Silt {
+            data_dir: tmp.path().join("data"),
+            port: free_port(),
+            admin_port: free_port(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            log_path: tmp.path().join("silt.log"),
+            _tmp: Some(tmp),
+        };
+        silt.spawn().expect("start silt");
+        silt
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let mut cmd = Command::new(silt_bin());
+        cmd.arg("--listen")
+            .arg(self.bootstrap())
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("spawn silt")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "silt exited with {status} during start; log:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if http_get(self.admin_port, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("silt not ready within {within:?}; log:\n{}", self.log())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, then wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; SIGKILL if it does not come.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Starts the broker again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.spawn().expect("restart silt");
+    }
+}
+
+impl Drop for Silt {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP GET against the admin port: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+/// Runs a command with a timeout; returns (success, stdout, stderr).
+pub fn run(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(bool, String, String)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawn {cmd:?}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!(
+                "{cmd:?} timed out after {timeout:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Builds the Java test client once per test process; returns the java command line prefix
+/// for kafka-clients major version `major` (3 or 4).
+pub fn java_client(major: u32) -> Command {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let root = workspace_root();
+    let built = BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(root.join("tests/java/build.sh"))
+            .current_dir(&root)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("tests/java/build.sh failed: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!(
+            "{}:{}/*",
+            root.join(format!("tests/java/classes/{major}")).display(),
+            root.join(format!("tests/java/lib/{major}")).display()
+        ))
+        .arg("SiltJavaClient")
+        .current_dir(&root);
+    cmd
+}
+
+pub mod kafka {
+    //! librdkafka through the `rdkafka` crate.
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::FutureProducer;
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("message.timeout.ms", "30000")
+            .set("linger.ms", "5");
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        config.create().expect("producer")
+    }
+
+    pub fn consumer(bootstrap: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "silt-e2e-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .expect("consumer")
+    }
+
+    pub async fn create_topic(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin");
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            new = new.set(k, v);
+        }
+        let results = admin
+            .create_topics(
+                &[new],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create_topics");
+        for r in results {
+            r.expect("topic created");
+        }
+    }
+
+    /// A consumed record, owned.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Got {
+        pub partition: i32,
+        pub offset: i64,
+        pub key: Option<Vec<u8>>,
+        pub value: Option<Vec<u8>>,
+        pub timestamp: Option<i64>,
+        pub headers: Vec<(String, Option<Vec<u8>>)>,
+    }
+
+    /// Reads `partitions` of `topic` from the beginning until `count` records arrived or
+    /// `within` passed.
+    pub fn consume_all(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        count: usize,
+        within: Duration,
+    ) -> Vec<Got> {
+        let consumer = consumer(bootstrap);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("tpl");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + within;
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => out.push(Got {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| k.to_vec()),
+                    value: m.payload().map(|v| v.to_vec()),
+                    timestamp: m.timestamp().to_millis(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                Some(Err(e)) => panic!("consume error: {e}"),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Records grouped by partition, in consumption order.
+    pub fn by_partition(records: &[Got]) -> BTreeMap<i32, Vec<&Got>> {
+        let mut map: BTreeMap<i32, Vec<&Got>> = BTreeMap::new();
+        for r in records {
+            map.entry(r.partition).or_default().push(r);
+        }
+        map
+    }
+}
