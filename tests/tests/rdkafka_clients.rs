@@ -84,9 +84,9 @@ async fn round_trip_every_codec_with_keys_headers_timestamps_and_nulls() {
                     Some(T0 + seq as i64),
                     "{codec}: create time kept"
                 );
-                let want_key = (seq % 5 != 0).then(|| format!("key-{seq}").into_bytes());
+                let want_key = (!seq.is_multiple_of(5)).then(|| format!("key-{seq}").into_bytes());
                 assert_eq!(r.key, want_key, "{codec}: key of {seq}");
-                let want_value = (seq % 7 != 0)
+                let want_value = (!seq.is_multiple_of(7))
                     .then(|| format!("value-{seq}-{}", "x".repeat(seq % 50)).into_bytes());
                 assert_eq!(r.value, want_value, "{codec}: value of {seq}");
             }

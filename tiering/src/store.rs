@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn bad_urls_are_explained() {
         for url in ["nonsense", "ftp://x/y", "s3://bucket/prefix"] {
-            let err = from_url(url).err().expect(url).to_string();
+            let Err(err) = from_url(url) else {
+                panic!("{url} was accepted")
+            };
+            let err = err.to_string();
             assert!(err.contains(url), "{err}");
         }
     }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test Silt has, installing what the tests need first:
+#   - Debian packages: kcat, librdkafka-dev + pkg-config (the rdkafka crate links the system
+#     librdkafka), a JDK and Maven for the Java client (skipped when already present);
+#   - kafka-clients jars from Maven Central (tests/java/build.sh).
+# Then: cargo fmt --check, cargo clippy -D warnings, unit tests, end-to-end tests.
+# Bounded: every step either finishes or fails; nothing waits on input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to install: $*" >&2; return 1; fi
+}
+
+need_pkgs=()
+command -v kcat >/dev/null || need_pkgs+=(kcat)
+pkg-config --exists rdkafka 2>/dev/null || need_pkgs+=(librdkafka-dev pkg-config)
+command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need_pkgs+=(maven)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  say "installing ${need_pkgs[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+say "Java test client"
+bash tests/java/build.sh
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+say "build silt"
+cargo build -p silt-broker --bin silt
+export SILT_BIN="$PWD/target/debug/silt"
+
+say "tests"
+# Two end-to-end tests at a time: each starts its own broker and clients on a 2-core machine.
+cargo test --workspace -- --test-threads 2
