@@ -70,8 +70,18 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         }
         None => figment = figment.merge(Toml::file("silt.toml")),
     }
+    // Only SILT_* variables naming a setting are configuration; others (SILT_BIN in tests, say)
+    // are left alone rather than refused.
+    let known: Vec<String> = match serde_json::to_value(Config::default())? {
+        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let env = Env::prefixed("SILT_").split("__").filter(move |key| {
+        let top = key.as_str().split('.').next().unwrap_or("");
+        known.iter().any(|k| k == top)
+    });
     let config: Config = figment
-        .merge(Env::prefixed("SILT_").split("__"))
+        .merge(env)
         .merge(Serialized::defaults(args))
         .extract()?;
     Ok(config)

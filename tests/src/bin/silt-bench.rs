@@ -1,0 +1,243 @@
+//! `silt-bench`: produce and consume throughput and produce latency with a real client
+//! (librdkafka), against a `silt` it starts on a free port with a fresh data directory.
+//! Prints one line of JSON. A benchmark, not a test: it asserts nothing about speed.
+//!
+//! `produce_acks_*`: as fast as the client can send, at most 20,000 records outstanding; the
+//! latency there includes queueing in the client. `steady_acks_*`: 1,000 records/s, the latency
+//! of one record on an unsaturated broker. `fdatasync`: this disk, 4 KiB append + sync.
+//!
+//! Usage: silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT]
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use silt_e2e::kafka::{consumer, create_topic, producer};
+use silt_e2e::Silt;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 6;
+const MAX_OUTSTANDING: usize = 20_000;
+
+struct Args {
+    records: usize,
+    record_size: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        records: 200_000,
+        record_size: 1024,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--records" => args.records = value().parse().expect("--records N"),
+            "--record-size" => args.record_size = value().parse().expect("--record-size BYTES"),
+            "--bin" => std::env::set_var("SILT_BIN", value()),
+            "-h" | "--help" => {
+                eprintln!("silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    if std::env::var("SILT_BIN").is_err() {
+        let release =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/silt");
+        std::env::set_var("SILT_BIN", release);
+    }
+    args
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+async fn produce(bootstrap: &str, topic: &str, acks: &str, args: &Args) -> serde_json::Value {
+    let producer = producer(
+        bootstrap,
+        &[
+            ("acks", acks),
+            ("linger.ms", "5"),
+            ("batch.size", "1000000"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("queue.buffering.max.kbytes", "1048576"),
+        ],
+    );
+    let payload = vec![b'x'; args.record_size];
+    let mut latencies_us = Vec::with_capacity(args.records);
+    let mut outstanding = FuturesUnordered::new();
+    let started = Instant::now();
+    for i in 0..args.records {
+        let record = FutureRecord::<(), [u8]>::to(topic)
+            .partition((i % PARTITIONS as usize) as i32)
+            .payload(&payload);
+        let sent = Instant::now();
+        let delivery = producer.send_result(record).expect("enqueue");
+        outstanding.push(async move {
+            let result = delivery.await;
+            (sent.elapsed(), result)
+        });
+        while outstanding.len() >= MAX_OUTSTANDING {
+            let (elapsed, result) = outstanding.next().await.expect("outstanding");
+            result.expect("future").expect("acknowledged");
+            latencies_us.push(elapsed.as_micros() as u64);
+        }
+    }
+    while let Some((elapsed, result)) = outstanding.next().await {
+        result.expect("future").expect("acknowledged");
+        latencies_us.push(elapsed.as_micros() as u64);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    let bytes = (args.records * args.record_size) as f64;
+    serde_json::json!({
+        "records_per_s": (args.records as f64 / secs).round(),
+        "mb_per_s": (bytes / secs / 1e6 * 10.0).round() / 10.0,
+        "latency_p50_ms": percentile(&latencies_us, 0.50),
+        "latency_p99_ms": percentile(&latencies_us, 0.99),
+    })
+}
+
+/// Latency at a fixed, moderate rate (1,000 records/s for 5 s): what one record waits for when
+/// the broker is not saturated. `linger.ms=0` so the client adds no batching delay.
+async fn latency_at_fixed_rate(
+    bootstrap: &str,
+    topic: &str,
+    acks: &str,
+    record_size: usize,
+) -> serde_json::Value {
+    let producer = producer(bootstrap, &[("acks", acks), ("linger.ms", "0")]);
+    let payload = vec![b'y'; record_size];
+    // Warm up: connections and metadata for every partition, outside the measurement.
+    for p in 0..PARTITIONS {
+        let record = FutureRecord::<(), [u8]>::to(topic)
+            .partition(p)
+            .payload(&payload);
+        producer
+            .send_result(record)
+            .expect("enqueue")
+            .await
+            .expect("future")
+            .expect("warm-up");
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut outstanding = FuturesUnordered::new();
+    let mut latencies_us = Vec::with_capacity(5000);
+    for i in 0..5000usize {
+        tick.tick().await;
+        let record = FutureRecord::<(), [u8]>::to(topic)
+            .partition((i % PARTITIONS as usize) as i32)
+            .payload(&payload);
+        let sent = Instant::now();
+        let delivery = producer.send_result(record).expect("enqueue");
+        outstanding.push(async move {
+            let result = delivery.await;
+            (sent.elapsed(), result)
+        });
+        while let Some(Some((elapsed, result))) =
+            futures::FutureExt::now_or_never(outstanding.next())
+        {
+            result.expect("future").expect("acknowledged");
+            latencies_us.push(elapsed.as_micros() as u64);
+        }
+    }
+    while let Some((elapsed, result)) = outstanding.next().await {
+        result.expect("future").expect("acknowledged");
+        latencies_us.push(elapsed.as_micros() as u64);
+    }
+    latencies_us.sort_unstable();
+    serde_json::json!({
+        "records_per_s": 1000,
+        "latency_p50_ms": percentile(&latencies_us, 0.50),
+        "latency_p99_ms": percentile(&latencies_us, 0.99),
+    })
+}
+
+fn consume(bootstrap: &str, topic: &str, expected: usize, record_size: usize) -> serde_json::Value {
+    let consumer = consumer(bootstrap);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let mut got = 0usize;
+    let mut bytes = 0usize;
+    while got < expected && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume");
+            bytes += m.payload().map_or(0, |p| p.len());
+            got += 1;
+        }
+    }
+    assert_eq!(got, expected, "consumed everything");
+    let secs = started.elapsed().as_secs_f64();
+    let _ = record_size;
+    serde_json::json!({
+        "records_per_s": (got as f64 / secs).round(),
+        "mb_per_s": (bytes as f64 / secs / 1e6 * 10.0).round() / 10.0,
+    })
+}
+
+/// fdatasync latency of this disk, measured the way the WAL uses it: append 4 KiB, sync.
+fn fdatasync_latency(dir: &std::path::Path) -> serde_json::Value {
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    let mut samples = Vec::with_capacity(2000);
+    for i in 0..2000u64 {
+        let t = Instant::now();
+        file.write_all_at(&block, i * 4096).unwrap();
+        file.sync_data().unwrap();
+        samples.push(t.elapsed().as_micros() as u64);
+    }
+    file.flush().unwrap();
+    let _ = std::fs::remove_file(&path);
+    samples.sort_unstable();
+    serde_json::json!({
+        "p50_ms": percentile(&samples, 0.50),
+        "p99_ms": percentile(&samples, 0.99),
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = parse_args();
+    let silt = Silt::start();
+    let bootstrap = silt.bootstrap();
+    let fsync = fdatasync_latency(&silt.data_dir);
+    create_topic(&bootstrap, "bench-acks1", PARTITIONS, &[]).await;
+    create_topic(&bootstrap, "bench-acksall", PARTITIONS, &[]).await;
+    let acks1 = produce(&bootstrap, "bench-acks1", "1", &args).await;
+    let acks_all = produce(&bootstrap, "bench-acksall", "all", &args).await;
+    let consumed = consume(&bootstrap, "bench-acksall", args.records, args.record_size);
+    create_topic(&bootstrap, "bench-latency", PARTITIONS, &[]).await;
+    let steady_1 = latency_at_fixed_rate(&bootstrap, "bench-latency", "1", args.record_size).await;
+    let steady_all =
+        latency_at_fixed_rate(&bootstrap, "bench-latency", "all", args.record_size).await;
+    let line = serde_json::json!({
+        "records": args.records,
+        "record_bytes": args.record_size,
+        "partitions": PARTITIONS,
+        "client": "librdkafka",
+        "produce_acks_1": acks1,
+        "produce_acks_all": acks_all,
+        "consume": consumed,
+        "steady_acks_1": steady_1,
+        "steady_acks_all": steady_all,
+        "fdatasync": fsync,
+    });
+    println!("{line}");
+}
