@@ -139,7 +139,8 @@ impl Broker {
         let mut storage = FileWalStorage::open(&wal_dir)
             .with_context(|| format!("open WAL in {}", wal_dir.display()))?;
         let mut replayed = 0usize;
-        for (seq, bytes) in storage.read().context("read WAL")? {
+        for seq in storage.files().context("list WAL files")? {
+            let bytes = storage.read(seq).context("read WAL")?;
             let (records, intact) = decode_file(&bytes);
             if intact < bytes.len() {
                 tracing::warn!(
@@ -157,7 +158,9 @@ impl Broker {
                     continue;
                 };
                 if let Some(p) = topic.partition(record.partition) {
-                    if p.replay(&record.batch)? {
+                    if p.replay(&record.batch).with_context(|| {
+                        format!("replay WAL file {seq} into {}-{}", p.topic, p.index)
+                    })? {
                         replayed += 1;
                     }
                 }
@@ -166,7 +169,8 @@ impl Broker {
         if replayed > 0 {
             tracing::info!(batches = replayed, "replayed WAL into segments");
         }
-        // Make the replayed data durable in segments, then start a fresh WAL file.
+        // Make every segment durable (reopened ones too: their tails may still be only in the
+        // page cache of a process that was killed), then start a fresh WAL file.
         for topic in topics.values() {
             for p in &topic.partitions {
                 p.sync()?;

@@ -77,8 +77,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         _ => Vec::new(),
     };
     let env = Env::prefixed("SILT_").split("__").filter(move |key| {
-        let top = key.as_str().split('.').next().unwrap_or("");
-        known.iter().any(|k| k == top)
+        // Depending on the order of figment's maps, nesting shows as `.` or still as `__`.
+        let key = key.as_str().to_ascii_lowercase();
+        let key = key.strip_prefix("silt_").unwrap_or(&key);
+        known.iter().any(|k| {
+            key == k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}__"))
+        })
     });
     let config: Config = figment
         .merge(env)

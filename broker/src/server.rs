@@ -92,6 +92,15 @@ async fn connection(
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(async move {
+        let abort_rest = |rx: &mut mpsc::Receiver<Reply>| {
+            // The connection is gone: stop work nobody will read (long polls, say).
+            rx.close();
+            while let Ok(reply) = rx.try_recv() {
+                if let Reply::Later(handle) = reply {
+                    handle.abort();
+                }
+            }
+        };
         while let Some(reply) = rx.recv().await {
             let frame = match reply {
                 Reply::Now(frame) => frame,
@@ -99,6 +108,7 @@ async fn connection(
                     Ok(frame) => frame,
                     Err(error) => {
                         tracing::error!(%error, "request task failed; closing the connection");
+                        abort_rest(&mut rx);
                         return;
                     }
                 },
@@ -106,11 +116,15 @@ async fn connection(
             match frame {
                 Frame::Bytes(bytes) => {
                     if writer.write_all(&bytes).await.is_err() {
+                        abort_rest(&mut rx);
                         return;
                     }
                 }
                 Frame::NoResponse => {}
-                Frame::Failed => return,
+                Frame::Failed => {
+                    abort_rest(&mut rx);
+                    return;
+                }
             }
         }
     });

@@ -119,6 +119,18 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 }
 
 impl TopicConfig {
+    /// Whether retention deletes old segments (`delete` in `cleanup.policy`).
+    pub fn deletes_by_retention(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p.trim() == "delete")
+    }
+
+    /// Whether records must have keys (`compact` in `cleanup.policy`).
+    pub fn is_compacted(&self) -> bool {
+        self.cleanup_policy
+            .split(',')
+            .any(|p| p.trim() == "compact")
+    }
+
     /// Broker defaults overridden by the topic's stored configs (validated on the way in).
     pub fn resolve(defaults: &LogDefaults, overrides: &BTreeMap<String, String>) -> TopicConfig {
         let long = |name: &str, default: i64| {

@@ -55,6 +55,9 @@ impl PartitionRecord {
         requested: LeaderEpoch,
         log_end: Offset,
     ) -> Option<(LeaderEpoch, Offset)> {
+        if requested.0 < 0 {
+            return None;
+        }
         let latest = self.epoch_history.last()?;
         if requested == latest.epoch {
             return Some((requested, log_end));
@@ -312,6 +315,11 @@ mod tests {
             Some((LeaderEpoch(2), Offset(30)))
         );
         assert_eq!(p.end_offset_for(LeaderEpoch(6), leo), None);
+        assert_eq!(
+            p.end_offset_for(LeaderEpoch(-1), leo),
+            None,
+            "undefined epoch"
+        );
         let q = history(&[(3, 5), (4, 9)]);
         assert_eq!(
             q.end_offset_for(LeaderEpoch(1), leo),

@@ -54,6 +54,8 @@ struct Durable {
     dir: PathBuf,
     log: File,
     log_bytes: u64,
+    /// Set when a failed append could not be cut back off the log: nothing more is written.
+    failed: bool,
 }
 
 struct Inner {
@@ -118,6 +120,7 @@ impl EmbeddedMetadataStore {
             dir: dir.to_path_buf(),
             log,
             log_bytes: valid_len,
+            failed: false,
         });
         // Leases did not survive the restart: drop the keys bound to them.
         let orphaned: Vec<Op> = inner
@@ -197,12 +200,29 @@ impl Shared {
             record.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
             record.extend_from_slice(&payload);
             let path = durable.dir.join(LOG_FILE);
-            let io = |source| Error::Io {
-                path: path.clone(),
-                source,
-            };
-            durable.log.write_all(&record).map_err(io)?;
-            durable.log.sync_data().map_err(io)?;
+            if durable.failed {
+                return Err(Error::Io {
+                    path,
+                    source: std::io::Error::other("an earlier write failed; restart the broker"),
+                });
+            }
+            let written = durable
+                .log
+                .write_all(&record)
+                .and_then(|()| durable.log.sync_data());
+            if let Err(source) = written {
+                // The record may be partly or wholly in the file; a later record must not
+                // follow it there (replay would apply this unacknowledged one, or stop at it).
+                let cut = durable
+                    .log
+                    .set_len(durable.log_bytes)
+                    .and_then(|()| durable.log.sync_all());
+                if cut.is_err() {
+                    durable.failed = true;
+                }
+                tracing::error!(error = %source, path = %path.display(), "metadata log write failed");
+                return Err(Error::Io { path, source });
+            }
             durable.log_bytes += record.len() as u64;
         }
         let events = inner.apply(&entry.ops, revision);

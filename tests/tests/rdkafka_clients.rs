@@ -229,3 +229,34 @@ async fn offsets_by_timestamp_and_watermarks() {
     assert_eq!(lookup(T0 + 1990), Offset::Offset(199));
     assert_eq!(lookup(T0 + 5000), Offset::End, "no record that late");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_refuse_records_without_keys() {
+    let silt = Silt::start();
+    let topic = "compacted";
+    create_topic(
+        &silt.bootstrap(),
+        topic,
+        1,
+        &[("cleanup.policy", "compact")],
+    )
+    .await;
+    let producer = producer(&silt.bootstrap(), &[("acks", "all"), ("retries", "0")]);
+    let keyed = producer
+        .send_result(FutureRecord::to(topic).key("k").payload("v"))
+        .expect("enqueue")
+        .await
+        .expect("future");
+    assert!(keyed.is_ok(), "keyed record accepted: {keyed:?}");
+    let keyless = producer
+        .send_result(FutureRecord::<(), str>::to(topic).payload("v"))
+        .expect("enqueue")
+        .await
+        .expect("future");
+    let err = keyless.expect_err("keyless record refused").0;
+    assert_eq!(
+        err.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::InvalidRecord),
+        "{err}"
+    );
+}

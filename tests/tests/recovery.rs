@@ -147,7 +147,11 @@ async fn retention_deletes_segments_and_advances_log_start() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(low > 0, "log start offset advanced");
+    assert!(
+        low > 0,
+        "log start offset advanced; broker log:\n{}",
+        silt.log()
+    );
     let (_, high) = consumer
         .fetch_watermarks("short", 0, Duration::from_secs(5))
         .unwrap();

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 /// Upper bound on how long one fetch may be held, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+/// Upper bound on one response's size, whatever the client asks (Kafka's `fetch.max.bytes`).
+const MAX_RESPONSE_BYTES: usize = 55 * 1024 * 1024;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -64,7 +66,7 @@ async fn respond(broker: &Broker, header: &RequestHeader, request: FetchRequest)
 }
 
 fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut remaining = (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES);
     let mut total = 0usize;
     let mut has_error = false;
     let read_committed = request.isolation_level == 1;
@@ -100,19 +102,8 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
                 continue;
             }
             // KIP-74: until some data is in the response, the first batch goes out whole.
-            let limit = if total == 0 {
-                (fp.partition_max_bytes.max(0) as usize).min(remaining.max(1))
-            } else {
-                (fp.partition_max_bytes.max(0) as usize).min(remaining)
-            };
-            let read = if limit == 0 {
-                partition.read(fp.fetch_offset, 0).map(|mut r| {
-                    r.records.clear();
-                    r
-                })
-            } else {
-                partition.read(fp.fetch_offset, limit)
-            };
+            let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            let read = partition.read(fp.fetch_offset, limit, total == 0);
             match read {
                 Ok(r) => {
                     total += r.records.len();

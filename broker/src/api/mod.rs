@@ -45,9 +45,18 @@ pub async fn handle(
     mut body: Bytes,
 ) -> anyhow::Result<Reply> {
     Ok(match key {
-        ApiKey::Produce => produce::handle(broker, header, &mut body)?,
+        ApiKey::Produce => produce::handle(broker, header, &mut body).await?,
         ApiKey::Fetch => fetch::handle(broker, header, &mut body)?,
-        ApiKey::ListOffsets => Reply::Now(list_offsets::handle(broker, &header, &mut body)?),
+        // Timestamp lookups read and decompress batches: off the runtime threads.
+        ApiKey::ListOffsets => {
+            let broker = broker.clone();
+            Reply::Later(tokio::task::spawn_blocking(move || {
+                list_offsets::handle(&broker, &header, &mut body).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "ListOffsets failed; closing the connection");
+                    crate::server::Frame::Failed
+                })
+            }))
+        }
         ApiKey::Metadata => Reply::Now(metadata::handle(broker, &header, &mut body).await?),
         ApiKey::CreateTopics => {
             Reply::Now(create_topics::handle(broker, &header, &mut body).await?)

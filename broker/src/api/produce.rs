@@ -4,7 +4,7 @@
 
 use super::{batch_error_code, error_code};
 use crate::broker::Broker;
-use crate::log::batch::validate_record_set;
+use crate::log::batch::{validate_record_set, Limits};
 use crate::server::{decode, frame, Frame, Reply};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -19,7 +19,10 @@ struct PartitionOutcome {
     result: Result<(i64, Option<i64>, i64), (ResponseError, String)>,
 }
 
-pub fn handle(
+/// Unsynced WAL bytes above which producers wait for their own sync before the next request.
+const MAX_UNSYNCED_BYTES: usize = 64 * 1024 * 1024;
+
+pub async fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
@@ -60,11 +63,12 @@ pub fn handle(
             };
             let config = partition.config();
             let mut records = BytesMut::from(&records[..]);
-            let batches = match validate_record_set(
-                &records,
-                config.max_message_bytes,
-                broker.config.max_decompressed_batch_bytes,
-            ) {
+            let limits = Limits {
+                max_message_bytes: config.max_message_bytes,
+                max_decompressed_bytes: broker.config.max_decompressed_batch_bytes,
+                require_keys: config.is_compacted(),
+            };
+            let batches = match validate_record_set(&records, &limits) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::debug!(topic = %partition.topic, partition = pd.index, error = %e, "refused batch");
@@ -93,12 +97,25 @@ pub fn handle(
         topics.push((topic_data.name, outcomes));
     }
 
+    // Backpressure: while the WAL has much unsynced data, this connection reads no further
+    // request until its own appends are durable (acks=0 producers included).
+    if max_seq > 0 && broker.wal.buffered_bytes() > MAX_UNSYNCED_BYTES {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), broker.wal.wait_synced(max_seq)).await;
+    }
     if acks == 0 {
         // No response at all; the group commit makes the data durable shortly.
         return Ok(Reply::Now(Frame::NoResponse));
     }
     let broker = broker.clone();
-    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
+    // The request timeout bounds acks=all; acks=1 waits for the local sync at least 30 s
+    // (answering "timed out" for data that will be durable invites duplicate retries).
+    let requested = Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
+    let timeout = if acks == 1 {
+        requested.max(Duration::from_secs(30))
+    } else {
+        requested
+    };
     let wait = async move {
         let synced = if max_seq == 0 {
             Ok(Ok(()))

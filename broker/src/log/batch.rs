@@ -106,13 +106,23 @@ pub enum BatchError {
     Unsupported(String),
 }
 
+/// What validation enforces beyond the format itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    /// Compacted topics refuse records without a key.
+    pub require_keys: bool,
+}
+
 /// Splits a produce request's record set into batches and validates each. Returns each batch's
-/// header and its byte range within `records`.
+/// header and its byte range within `records`. The header's `max_timestamp` is the one computed
+/// from the records (Kafka does not trust the producer's).
 pub fn validate_record_set(
     records: &[u8],
-    max_message_bytes: usize,
-    max_decompressed_bytes: usize,
+    limits: &Limits,
 ) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    let max_message_bytes = limits.max_message_bytes;
     let mut out = Vec::new();
     let mut pos = 0;
     if records.is_empty() {
@@ -150,18 +160,17 @@ pub fn validate_record_set(
                 max: max_message_bytes,
             });
         }
-        validate_batch(&header, &rest[..size], max_decompressed_bytes)?;
+        let max_timestamp = validate_batch(&header, &rest[..size], limits)?;
+        let mut header = header;
+        header.max_timestamp = max_timestamp;
         out.push((header, pos..pos + size));
         pos += size;
     }
     Ok(out)
 }
 
-fn validate_batch(
-    header: &BatchHeader,
-    batch: &[u8],
-    max_decompressed_bytes: usize,
-) -> Result<(), BatchError> {
+/// Validates one batch; returns the max timestamp of its records.
+fn validate_batch(header: &BatchHeader, batch: &[u8], limits: &Limits) -> Result<i64, BatchError> {
     let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
     if crc != header.crc {
         return Err(BatchError::Corrupt(format!(
@@ -192,13 +201,29 @@ fn validate_batch(
         )));
     }
     let body = &batch[HEADER_LEN..];
+    let mut max_delta = i64::MIN;
+    let mut null_key = false;
+    let visit = |r: RecordInfo| {
+        max_delta = max_delta.max(r.timestamp_delta);
+        null_key |= r.null_key;
+    };
     let codec = header.compression();
     if codec == 0 {
-        walk_records(body, header.record_count, |_, _| ())
+        walk_records(body, header.record_count, visit)?;
     } else {
-        let plain = decompress(codec, body, max_decompressed_bytes)?;
-        walk_records(&plain, header.record_count, |_, _| ())
+        let plain = decompress(codec, body, limits.max_decompressed_bytes)?;
+        walk_records(&plain, header.record_count, visit)?;
     }
+    if limits.require_keys && null_key {
+        return Err(BatchError::InvalidRecord(
+            "compacted topics refuse records without a key".into(),
+        ));
+    }
+    if header.is_log_append_time() {
+        // The broker stamped it (a batch read back from the log): the header is the truth.
+        return Ok(header.max_timestamp);
+    }
+    Ok(header.base_timestamp.saturating_add(max_delta))
 }
 
 /// Decompresses a batch body with the batch's codec (1 gzip, 2 snappy, 3 lz4, 4 zstd), refusing
@@ -332,12 +357,20 @@ impl Cursor<'_> {
     }
 }
 
+/// What [`walk_records`] tells about each record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordInfo {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub null_key: bool,
+}
+
 /// Walks `count` records in uncompressed record bytes, checking that every length fits, offset
-/// deltas run 0..count and nothing trails; calls `visit(offset_delta, timestamp_delta)`.
+/// deltas run 0..count and nothing trails; calls `visit` for each record.
 pub fn walk_records(
     body: &[u8],
     count: i32,
-    mut visit: impl FnMut(i32, i64),
+    mut visit: impl FnMut(RecordInfo),
 ) -> Result<(), BatchError> {
     let mut outer = Cursor { b: body, pos: 0 };
     for expected in 0..count {
@@ -358,7 +391,15 @@ pub fn walk_records(
                 "record {expected} has offset delta {offset_delta}"
             )));
         }
-        c.skip_nullable("key")?;
+        let key_len = c.varint()?;
+        if key_len < -1 {
+            return Err(BatchError::Corrupt(format!(
+                "negative key length {key_len}"
+            )));
+        }
+        if key_len > 0 {
+            c.skip(key_len as usize)?;
+        }
         c.skip_nullable("value")?;
         let headers = c.varint()?;
         if headers < 0 {
@@ -380,7 +421,11 @@ pub fn walk_records(
                 record.len() - c.pos
             )));
         }
-        visit(offset_delta, timestamp_delta);
+        visit(RecordInfo {
+            offset_delta,
+            timestamp_delta,
+            null_key: key_len == -1,
+        });
     }
     if outer.pos != body.len() {
         return Err(BatchError::InvalidRecord(format!(
@@ -390,16 +435,29 @@ pub fn walk_records(
     Ok(())
 }
 
-/// Rewrites the base offset and partition leader epoch (outside the CRC), and with
-/// `log_append_time` sets the timestamp type and max timestamp and recomputes the CRC.
-pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+/// Rewrites the base offset and partition leader epoch (outside the CRC). With
+/// `log_append_time` it sets the timestamp type and the max timestamp to that time; otherwise
+/// it sets the max timestamp to `create_max_timestamp` (computed from the records). The CRC is
+/// recomputed only when a covered byte changed.
+pub fn stamp(
+    batch: &mut [u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+    create_max_timestamp: i64,
+) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
         .copy_from_slice(&leader_epoch.to_be_bytes());
-    if let Some(now) = log_append_time {
-        let attributes = i16::from_be_bytes(be(batch, ATTRIBUTES_OFFSET)) | TIMESTAMP_TYPE_BIT;
+    let old_attributes = i16::from_be_bytes(be(batch, ATTRIBUTES_OFFSET));
+    let old_max = i64::from_be_bytes(be(batch, MAX_TIMESTAMP_OFFSET));
+    let (attributes, max) = match log_append_time {
+        Some(now) => (old_attributes | TIMESTAMP_TYPE_BIT, now),
+        None => (old_attributes, create_max_timestamp),
+    };
+    if (attributes, max) != (old_attributes, old_max) {
         batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-        batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
+        batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max.to_be_bytes());
         let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
         batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     }
@@ -413,13 +471,13 @@ pub fn record_timestamps(
     max_decompressed_bytes: usize,
 ) -> Result<Vec<(i64, i64)>, BatchError> {
     let mut out = Vec::with_capacity(header.record_count.clamp(0, 4096) as usize);
-    let mut visit = |delta: i32, ts_delta: i64| {
+    let mut visit = |r: RecordInfo| {
         let ts = if header.is_log_append_time() {
             header.max_timestamp
         } else {
-            header.base_timestamp.saturating_add(ts_delta)
+            header.base_timestamp.saturating_add(r.timestamp_delta)
         };
-        out.push((header.base_offset + delta as i64, ts));
+        out.push((header.base_offset + r.offset_delta as i64, ts));
     };
     let body = &batch[HEADER_LEN..header.total_size().min(batch.len())];
     if header.compression() == 0 {
@@ -440,6 +498,10 @@ pub(crate) mod tests {
     };
 
     pub(crate) fn encode(records: usize, compression: Compression) -> Vec<u8> {
+        encode_keyed(records, compression, true)
+    }
+
+    pub(crate) fn encode_keyed(records: usize, compression: Compression, keys: bool) -> Vec<u8> {
         let records: Vec<Record> = (0..records)
             .map(|i| Record {
                 transactional: false,
@@ -453,7 +515,7 @@ pub(crate) mod tests {
                 // The encoder starts a new batch unless offset - sequence stays constant.
                 sequence: i as i32,
                 timestamp: 1_700_000_000_000 + i as i64 * 10,
-                key: Some(format!("k{i}").into_bytes().into()),
+                key: keys.then(|| format!("k{i}").into_bytes().into()),
                 value: if i % 3 == 0 {
                     None
                 } else {
@@ -477,6 +539,12 @@ pub(crate) mod tests {
         buf.to_vec()
     }
 
+    pub(crate) const LIMITS: Limits = Limits {
+        max_message_bytes: 1 << 20,
+        max_decompressed_bytes: 1 << 24,
+        require_keys: false,
+    };
+
     #[test]
     fn every_codec_validates() {
         for codec in [
@@ -487,7 +555,7 @@ pub(crate) mod tests {
             Compression::Zstd,
         ] {
             let batch = encode(50, codec);
-            let parsed = validate_record_set(&batch, 1 << 20, 1 << 24).unwrap();
+            let parsed = validate_record_set(&batch, &LIMITS).unwrap();
             assert_eq!(parsed.len(), 1, "{codec:?}");
             assert_eq!(parsed[0].0.record_count, 50);
             let ts = record_timestamps(&parsed[0].0, &batch, 1 << 24).unwrap();
@@ -501,7 +569,7 @@ pub(crate) mod tests {
         let last = batch.len() - 1;
         batch[last] ^= 0xff;
         assert!(matches!(
-            validate_record_set(&batch, 1 << 20, 1 << 24),
+            validate_record_set(&batch, &LIMITS),
             Err(BatchError::Corrupt(_))
         ));
 
@@ -511,21 +579,64 @@ pub(crate) mod tests {
         batch[23..27].copy_from_slice(&5i32.to_be_bytes());
         let crc = crc32c::crc32c(&batch[21..]);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(validate_record_set(&batch, 1 << 20, 1 << 24).is_err());
+        assert!(validate_record_set(&batch, &LIMITS).is_err());
 
         let batch = encode(5, Compression::None);
         assert!(matches!(
-            validate_record_set(&batch, 64, 1 << 24),
+            validate_record_set(
+                &batch,
+                &Limits {
+                    max_message_bytes: 64,
+                    ..LIMITS
+                }
+            ),
             Err(BatchError::TooLarge { .. })
         ));
-        assert!(validate_record_set(&batch[..batch.len() - 3], 1 << 20, 1 << 24).is_err());
+        assert!(validate_record_set(&batch[..batch.len() - 3], &LIMITS).is_err());
+    }
+
+    #[test]
+    fn compacted_topics_need_keys_and_max_timestamp_is_recomputed() {
+        let strict = Limits {
+            require_keys: true,
+            ..LIMITS
+        };
+        assert!(validate_record_set(&encode(4, Compression::Lz4), &strict).is_ok());
+        let keyless = encode_keyed(4, Compression::Lz4, false);
+        assert!(validate_record_set(&keyless, &LIMITS).is_ok());
+        assert!(matches!(
+            validate_record_set(&keyless, &strict),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        let mut lying = encode(4, Compression::None);
+        lying[35..43].copy_from_slice(&4_000_000_000_000i64.to_be_bytes());
+        let crc = crc32c::crc32c(&lying[21..]);
+        lying[17..21].copy_from_slice(&crc.to_be_bytes());
+        let (h, _) = validate_record_set(&lying, &LIMITS).unwrap()[0].clone();
+        assert_eq!(
+            h.max_timestamp, 1_700_000_000_030,
+            "computed from the records"
+        );
+        stamp(&mut lying, 0, 0, None, h.max_timestamp);
+        let again = validate_record_set(&lying, &LIMITS).unwrap()[0].0;
+        assert_eq!(
+            BatchHeader::parse(&lying).unwrap().max_timestamp,
+            1_700_000_000_030
+        );
+        assert_eq!(again.max_timestamp, 1_700_000_000_030);
     }
 
     #[test]
     fn decompression_is_bounded() {
         let batch = encode(200, Compression::Zstd);
         assert!(matches!(
-            validate_record_set(&batch, 1 << 20, 1000),
+            validate_record_set(
+                &batch,
+                &Limits {
+                    max_decompressed_bytes: 1000,
+                    ..LIMITS
+                }
+            ),
             Err(BatchError::Corrupt(_))
         ));
     }
@@ -533,11 +644,14 @@ pub(crate) mod tests {
     #[test]
     fn stamping_keeps_the_crc_valid() {
         let mut batch = encode(3, Compression::Gzip);
-        stamp(&mut batch, 42, 7, None);
-        let h = validate_record_set(&batch, 1 << 20, 1 << 24).unwrap()[0].0;
+        let computed = validate_record_set(&batch, &LIMITS).unwrap()[0]
+            .0
+            .max_timestamp;
+        stamp(&mut batch, 42, 7, None, computed);
+        let h = validate_record_set(&batch, &LIMITS).unwrap()[0].0;
         assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
-        stamp(&mut batch, 43, 8, Some(1_800_000_000_000));
-        let h = validate_record_set(&batch, 1 << 20, 1 << 24).unwrap()[0].0;
+        stamp(&mut batch, 43, 8, Some(1_800_000_000_000), computed);
+        let h = validate_record_set(&batch, &LIMITS).unwrap()[0].0;
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 1_800_000_000_000);
         assert_eq!(h.last_offset(), 45);

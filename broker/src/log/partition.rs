@@ -114,7 +114,18 @@ impl Partition {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+            // Make the new directory entries durable up to the logs directory.
+            let mut d = Some(dir);
+            for _ in 0..3 {
+                let Some(parent) = d.and_then(Path::parent) else {
+                    break;
+                };
+                super::segment::sync_dir(parent).map_err(io_err)?;
+                d = Some(parent);
+            }
+        }
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(io_err)?
             .filter_map(|e| e.ok())
@@ -132,8 +143,10 @@ impl Partition {
             let path = super::segment::segment_path(dir, base);
             let contiguous = segments.last().is_none_or(|s| s.next_offset() == base);
             if broken || !contiguous {
-                tracing::warn!(path = %path.display(), "removing segment after a gap in the log; the WAL replays its data");
-                std::fs::remove_file(&path).map_err(io_err)?;
+                // The WAL replays what this held; keep the file aside until an operator looks.
+                let aside = path.with_extension("log.orphaned");
+                tracing::warn!(path = %path.display(), aside = %aside.display(), "setting aside a segment after a gap in the log; the WAL replays its data");
+                std::fs::rename(&path, &aside).map_err(io_err)?;
                 broken = true;
                 continue;
             }
@@ -232,7 +245,7 @@ impl Partition {
         for (header, range) in batches {
             let offset = log.log_end;
             let bytes = &mut records[range.clone()];
-            batch::stamp(bytes, offset, epoch, log_append_time);
+            batch::stamp(bytes, offset, epoch, log_append_time, header.max_timestamp);
             let mut stamped = *header;
             stamped.base_offset = offset;
             stamped.partition_leader_epoch = epoch;
@@ -270,11 +283,16 @@ impl Partition {
             return Ok(false);
         }
         if h.base_offset != log.log_end {
-            tracing::error!(
-                topic = %self.topic, partition = self.index, expected = log.log_end, found = h.base_offset,
-                "WAL replay found a gap in the log; skipping the batch"
-            );
-            return Ok(false);
+            // Data between the log end and this batch is neither in a segment nor in the WAL.
+            // Refuse to start rather than serve a log with a hole (or drop the WAL).
+            return Err(PartitionError::Io {
+                path: self.dir.clone(),
+                source: io::Error::other(format!(
+                    "WAL replay found a gap: the log ends at {} but the WAL continues at {}; \
+                     set-aside segments (*.orphaned) may hold the missing data",
+                    log.log_end, h.base_offset
+                )),
+            });
         }
         self.maybe_roll(&mut log, batch.len() as u64)?;
         log.segments
@@ -319,8 +337,13 @@ impl Partition {
     }
 
     /// Reads whole batches from `offset`, below the high watermark: at most `max_bytes`, except
-    /// that the first batch is returned whole even when larger (KIP-74).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, PartitionError> {
+    /// that with `min_one` the first batch is returned whole even when larger (KIP-74).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, PartitionError> {
         let hw = self.high_watermark();
         let (file, pos, end, log_start) = {
             let log = self.lock();
@@ -337,7 +360,7 @@ impl Partition {
                     log_end: log.log_end,
                 });
             }
-            if offset >= hw {
+            if offset >= hw || (max_bytes == 0 && !min_one) {
                 return Ok(ReadResult {
                     records: Vec::new(),
                     high_watermark: hw,
@@ -365,7 +388,7 @@ impl Partition {
             }
             let size = h.total_size();
             if at + size > buf.len() {
-                if at == 0 {
+                if at == 0 && min_one {
                     // KIP-74: the first batch goes out whole even past max_bytes.
                     let mut whole = vec![0u8; size];
                     file.read_exact_at(&mut whole, pos).map_err(self.io_err())?;
@@ -501,6 +524,10 @@ impl Partition {
         let hw = self.high_watermark();
         let removed: Vec<Segment> = {
             let mut log = self.lock();
+            if !log.config.deletes_by_retention() {
+                // cleanup.policy=compact alone: Kafka never deletes by time or size.
+                return Ok(0);
+            }
             let retention_ms = log.config.retention_ms;
             let retention_bytes = log.config.retention_bytes;
             let mut total: u64 = log.segments.iter().map(|s| s.size()).sum();
@@ -585,7 +612,7 @@ mod tests {
 
     async fn append(p: &Arc<Partition>, wal: &Wal, records: usize) -> Appended {
         let mut bytes = encode(records, Compression::None);
-        let batches = validate_record_set(&bytes, 1 << 20, 1 << 24).unwrap();
+        let batches = validate_record_set(&bytes, &crate::log::batch::tests::LIMITS).unwrap();
         let appended = p.append(&mut bytes, &batches, wal).unwrap();
         wal.wait_synced(appended.wal_seq).await.unwrap();
         appended
@@ -617,10 +644,10 @@ mod tests {
             .sum();
         assert!(kept <= 8192 + 4096, "kept {kept} bytes");
         assert!(matches!(
-            p.read(start - 1, 1 << 20),
+            p.read(start - 1, 1 << 20, true),
             Err(PartitionError::OffsetOutOfRange { .. })
         ));
-        let r = p.read(start, 1 << 20).unwrap();
+        let r = p.read(start, 1 << 20, true).unwrap();
         assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset, start);
 
         // Reopening finds the same log.
@@ -660,7 +687,11 @@ mod tests {
         append(&p, &wal, 20).await;
         append(&p, &wal, 20).await;
         // A read smaller than the first batch still returns that batch whole.
-        let r = p.read(5, 10).unwrap();
+        assert!(
+            p.read(5, 10, false).unwrap().records.is_empty(),
+            "without min_one nothing fits"
+        );
+        let r = p.read(5, 10, true).unwrap();
         let h = BatchHeader::parse(&r.records).unwrap();
         assert_eq!((h.base_offset, r.records.len()), (0, h.total_size()));
         assert_eq!(
@@ -668,8 +699,8 @@ mod tests {
             "batches carry the leader epoch"
         );
         // Reading at the HW gives nothing; past the LEO is out of range.
-        assert!(p.read(40, 1 << 20).unwrap().records.is_empty());
-        assert!(p.read(41, 1 << 20).is_err());
+        assert!(p.read(40, 1 << 20, true).unwrap().records.is_empty());
+        assert!(p.read(41, 1 << 20, true).is_err());
         // Timestamps: encode() stamps 1_700_000_000_000 + 10 * i.
         let found = p.offset_for_timestamp(1_700_000_000_055).unwrap().unwrap();
         assert_eq!(found.offset, 6);

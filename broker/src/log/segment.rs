@@ -34,25 +34,38 @@ pub struct Segment {
     pub max_timestamp_batch: i64,
     pub created: SystemTime,
     dirty: Arc<AtomicBool>,
+    poisoned: Arc<AtomicBool>,
 }
 
 /// What a checkpoint needs to fsync a segment without holding its partition's lock.
 pub struct SyncHandle {
     file: Arc<File>,
     dirty: Arc<AtomicBool>,
+    poisoned: Arc<AtomicBool>,
 }
 
 impl SyncHandle {
-    /// fsyncs the file if anything was written since the last sync.
+    /// fsyncs the file if anything was written since the last sync. After a failed fsync the
+    /// kernel may have dropped the dirty pages, so a retry could "succeed" over lost data: the
+    /// segment stays failed and the WAL that covers it is never removed.
     pub fn sync_if_dirty(&self) -> io::Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(io::Error::other("an earlier fsync of this segment failed"));
+        }
         if self.dirty.swap(false, Ordering::AcqRel) {
             if let Err(e) = self.file.sync_data() {
-                self.dirty.store(true, Ordering::Release);
+                self.poisoned.store(true, Ordering::Release);
+                tracing::error!(error = %e, "segment fsync failed; keeping the WAL until restart");
                 return Err(e);
             }
         }
         Ok(())
     }
+}
+
+/// fsyncs a directory so that a file created or removed in it survives a power loss.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl Segment {
@@ -64,6 +77,7 @@ impl Segment {
             .read(true)
             .write(true)
             .open(&path)?;
+        sync_dir(dir)?;
         Ok(Segment::empty(path, Arc::new(file), base_offset))
     }
 
@@ -81,6 +95,7 @@ impl Segment {
             max_timestamp_batch: -1,
             created: SystemTime::now(),
             dirty: Arc::new(AtomicBool::new(true)),
+            poisoned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -133,7 +148,8 @@ impl Segment {
             file.sync_all()?;
         }
         segment.size = pos;
-        segment.dirty.store(false, Ordering::Relaxed);
+        // Stays dirty: what a killed process wrote may be only in the page cache, and the WAL
+        // that covers it is removed only after the next sync.
         Ok((segment, cut))
     }
 
@@ -183,6 +199,7 @@ impl Segment {
         SyncHandle {
             file: self.file.clone(),
             dirty: self.dirty.clone(),
+            poisoned: self.poisoned.clone(),
         }
     }
 
@@ -261,7 +278,8 @@ mod tests {
         let mut next = 100;
         for _ in 0..200 {
             let mut b = encode(5, Compression::None);
-            stamp(&mut b, next, 3, None);
+            let max = BatchHeader::parse(&b).unwrap().max_timestamp;
+            stamp(&mut b, next, 3, None, max);
             let h = BatchHeader::parse(&b).unwrap();
             seg.append(&b, &h).unwrap();
             next += 5;

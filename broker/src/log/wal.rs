@@ -30,8 +30,10 @@ pub trait WalStorage: Send + 'static {
     fn rotate(&mut self) -> io::Result<u64>;
     /// Removes every file with a sequence number below `seq`.
     fn truncate_before(&mut self, seq: u64) -> io::Result<()>;
-    /// Every file's contents, oldest first, for replay.
-    fn read(&self) -> io::Result<Vec<(u64, Vec<u8>)>>;
+    /// Sequence numbers of the files, oldest first.
+    fn files(&self) -> io::Result<Vec<u64>>;
+    /// One file's contents, for replay (one file in memory at a time).
+    fn read(&self, seq: u64) -> io::Result<Vec<u8>>;
     /// Cuts file `seq` to `len` bytes (a torn tail found on replay).
     fn cut(&mut self, seq: u64, len: u64) -> io::Result<()>;
 }
@@ -115,14 +117,14 @@ impl WalStorage for FileWalStorage {
         sync_dir(&self.dir)
     }
 
-    fn read(&self) -> io::Result<Vec<(u64, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for seq in list_wal_files(&self.dir)? {
-            let mut bytes = Vec::new();
-            File::open(wal_path(&self.dir, seq))?.read_to_end(&mut bytes)?;
-            out.push((seq, bytes));
-        }
-        Ok(out)
+    fn files(&self) -> io::Result<Vec<u64>> {
+        list_wal_files(&self.dir)
+    }
+
+    fn read(&self, seq: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        File::open(wal_path(&self.dir, seq))?.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     fn cut(&mut self, seq: u64, len: u64) -> io::Result<()> {
@@ -201,13 +203,24 @@ impl WalStorage for MemoryWalStorage {
         Ok(())
     }
 
-    fn read(&self) -> io::Result<Vec<(u64, Vec<u8>)>> {
+    fn files(&self) -> io::Result<Vec<u64>> {
+        Ok(self
+            .inner
+            .lock()
+            .expect("wal lock")
+            .files
+            .keys()
+            .copied()
+            .collect())
+    }
+
+    fn read(&self, seq: u64) -> io::Result<Vec<u8>> {
         let inner = self.inner.lock().expect("wal lock");
         Ok(inner
             .files
-            .iter()
-            .map(|(s, (b, _))| (*s, b.clone()))
-            .collect())
+            .get(&seq)
+            .map(|(b, _)| b.clone())
+            .unwrap_or_default())
     }
 
     fn cut(&mut self, seq: u64, len: u64) -> io::Result<()> {
@@ -373,6 +386,16 @@ impl Wal {
         }
     }
 
+    /// Why the WAL refuses writes, if it does.
+    pub fn failed(&self) -> Option<WalFailed> {
+        self.failed.borrow().clone()
+    }
+
+    /// Bytes appended but not yet written and synced (for backpressure).
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending.lock().expect("wal lock").buf.len()
+    }
+
     /// The synced position; it changes after every sync (high watermarks may have moved).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.synced.subscribe()
@@ -386,6 +409,9 @@ impl Wal {
     /// Starts a new WAL file after everything appended so far; returns its sequence number.
     /// Every record appended before this call is in an earlier file.
     pub async fn rotate(&self) -> io::Result<u64> {
+        if let Some(failed) = self.failed() {
+            return Err(io::Error::other(failed.0));
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.pending.lock().expect("wal lock");
@@ -442,7 +468,12 @@ impl Wal {
                     tracing::error!(error = %e, "WAL write failed; refusing further writes");
                     self.failed
                         .send_replace(Some(WalFailed(format!("WAL write failed: {e}"))));
-                    for tx in rotate {
+                    // Nothing queued now or later may wait on this thread.
+                    let mut pending = self.pending.lock().expect("wal lock");
+                    pending.closed = true;
+                    let queued = std::mem::take(&mut pending.rotate);
+                    drop(pending);
+                    for tx in rotate.into_iter().chain(queued) {
                         let _ = tx.send(Err(io::Error::other("WAL failed")));
                     }
                     return;
@@ -507,10 +538,12 @@ mod tests {
         wal.truncate_before(rotated);
         wal.shutdown();
 
-        let files = storage.crash().read().unwrap();
+        let crashed = storage.crash();
+        let files = crashed.files().unwrap();
         assert_eq!(files.len(), 1, "the pre-rotation file was removed");
-        let (records, len) = decode_file(&files[0].1);
-        assert_eq!(len, files[0].1.len());
+        let bytes = crashed.read(files[0]).unwrap();
+        let (records, len) = decode_file(&bytes);
+        assert_eq!(len, bytes.len());
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].batch, b"after");
     }
