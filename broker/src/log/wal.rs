@@ -548,6 +548,68 @@ mod tests {
         assert_eq!(records[0].batch, b"after");
     }
 
+    /// Storage whose sync takes a while, as a real disk's does.
+    struct SlowSync(MemoryWalStorage);
+    impl WalStorage for SlowSync {
+        fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.0.append(bytes)
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            std::thread::sleep(Duration::from_millis(5));
+            self.0.sync()
+        }
+        fn rotate(&mut self) -> io::Result<u64> {
+            self.0.rotate()
+        }
+        fn truncate_before(&mut self, seq: u64) -> io::Result<()> {
+            self.0.truncate_before(seq)
+        }
+        fn files(&self) -> io::Result<Vec<u64>> {
+            self.0.files()
+        }
+        fn read(&self, seq: u64) -> io::Result<Vec<u8>> {
+            self.0.read(seq)
+        }
+        fn cut(&mut self, seq: u64, len: u64) -> io::Result<()> {
+            self.0.cut(seq, len)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_syncs() {
+        let syncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = syncs.clone();
+        let observer: SyncObserver = Box::new(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let wal = Wal::start(
+            Box::new(SlowSync(MemoryWalStorage::default())),
+            Some(observer),
+        );
+        let topic = uuid::Uuid::new_v4();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let wal = wal.clone();
+                tokio::spawn(async move {
+                    let hw = Arc::new(Hw(AtomicI64::new(0)));
+                    let seq = wal.append(&topic, 0, &[1; 100], hw.clone(), i + 1).unwrap();
+                    wal.wait_synced(seq).await.unwrap();
+                    assert_eq!(
+                        hw.0.load(Ordering::SeqCst),
+                        i + 1,
+                        "durable before the wait ends"
+                    );
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let syncs = syncs.load(Ordering::SeqCst);
+        assert!(syncs < 50, "200 appends took {syncs} syncs: group commit");
+        wal.shutdown();
+    }
+
     #[test]
     fn torn_tail_stops_replay() {
         let topic = uuid::Uuid::new_v4();
