@@ -2,8 +2,8 @@
 //! served, at the offset it was acknowledged with. Also a clean SIGTERM restart.
 
 use futures::future::join_all;
-use rdkafka::producer::FutureRecord;
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
 use silt_e2e::kafka::{consume_all, consumer, create_topic, producer};
 use silt_e2e::Silt;
 use std::collections::HashMap;
@@ -105,14 +105,24 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
             let (low, high) = watermarks
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .expect("watermarks");
-            let max_acked = acked.iter().filter(|(ap, _, _)| *ap == p).map(|(_, o, _)| *o).max();
+            let max_acked = acked
+                .iter()
+                .filter(|(ap, _, _)| *ap == p)
+                .map(|(_, o, _)| *o)
+                .max();
             assert!(
                 max_acked.is_none_or(|o| o < high),
                 "{topic}/{p}: high watermark {high} covers acknowledged offset {max_acked:?}"
             );
             expected += (high - low) as usize;
         }
-        let got = consume_all(&silt.bootstrap(), topic, 3, expected, Duration::from_secs(60));
+        let got = consume_all(
+            &silt.bootstrap(),
+            topic,
+            3,
+            expected,
+            Duration::from_secs(60),
+        );
         assert_eq!(got.len(), expected, "{topic}: read the whole log");
         let stored: HashMap<(i32, i64), Vec<u8>> = got
             .into_iter()

@@ -27,7 +27,11 @@ fn assert_alive(silt: &Silt) {
         12,
         &kafka_protocol::messages::MetadataRequest::default().with_topics(None),
     );
-    assert!(meta.is_ok(), "broker still serves: {meta:?}\n{}", silt.log());
+    assert!(
+        meta.is_ok(),
+        "broker still serves: {meta:?}\n{}",
+        silt.log()
+    );
 }
 
 #[test]
