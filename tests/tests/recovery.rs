@@ -131,8 +131,8 @@ async fn retention_deletes_segments_and_advances_log_start() {
         &[("segment.bytes", "2048"), ("retention.bytes", "4096")],
     )
     .await;
-    // Forty acknowledged waves: forty batches, several segments.
-    for _ in 0..40 {
+    // Eighty acknowledged waves: eighty batches, about three times retention.bytes.
+    for _ in 0..80 {
         produce(&silt, "short", 10).await;
     }
     let consumer = consumer(&silt.bootstrap());
@@ -155,7 +155,7 @@ async fn retention_deletes_segments_and_advances_log_start() {
     let (_, high) = consumer
         .fetch_watermarks("short", 0, Duration::from_secs(5))
         .unwrap();
-    assert_eq!(high, 400);
+    assert_eq!(high, 800);
     // A consumer from the beginning starts at the new log start.
     let got = consume_all(
         &silt.bootstrap(),
@@ -165,5 +165,5 @@ async fn retention_deletes_segments_and_advances_log_start() {
         Duration::from_secs(30),
     );
     assert_eq!(got.first().map(|r| r.offset), Some(low));
-    assert_eq!(got.last().map(|r| r.offset), Some(399));
+    assert_eq!(got.last().map(|r| r.offset), Some(799));
 }
