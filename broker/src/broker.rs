@@ -39,6 +39,8 @@ pub struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion on this broker.
     admin: tokio::sync::Mutex<()>,
+    /// Producer ids claimed from the catalog and not yet handed out.
+    producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     logs_dir: PathBuf,
 }
 
@@ -169,6 +171,13 @@ impl Broker {
         if replayed > 0 {
             tracing::info!(batches = replayed, "replayed WAL into segments");
         }
+        // Producer state: the newest snapshot plus the batches after it.
+        for topic in topics.values() {
+            for p in &topic.partitions {
+                p.load_producers()
+                    .with_context(|| format!("load producer state of {}-{}", p.topic, p.index))?;
+            }
+        }
         // Make every segment durable (reopened ones too: their tails may still be only in the
         // page cache of a process that was killed), then start a fresh WAL file.
         for topic in topics.values() {
@@ -213,6 +222,7 @@ impl Broker {
             advertised_port,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
+            producer_ids: tokio::sync::Mutex::new(0..0),
             logs_dir,
         }))
     }
@@ -345,6 +355,17 @@ impl Broker {
         Ok(record)
     }
 
+    /// A producer id unique in the cluster (claimed from the catalog in blocks of 1000).
+    pub async fn next_producer_id(&self) -> Result<i64, silt_metadata::Error> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.is_empty() {
+            *ids = self.catalog.allocate_producer_ids(1000).await?;
+        }
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
+    }
+
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.topics
             .read()
@@ -359,9 +380,13 @@ impl Broker {
     pub async fn checkpoint(self: &Arc<Self>) -> anyhow::Result<()> {
         let fresh = self.wal.rotate().await.context("rotate WAL")?;
         let broker = self.clone();
+        let expiration_ms = self.config.producer_id_expiration_ms;
         tokio::task::spawn_blocking(move || -> Result<(), PartitionError> {
+            let now = now_ms();
             for p in broker.all_partitions() {
                 p.sync()?;
+                p.expire_producers(now, expiration_ms);
+                p.snapshot_producers()?;
             }
             Ok(())
         })

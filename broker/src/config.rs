@@ -28,6 +28,8 @@ pub struct Config {
     pub socket_request_max_bytes: usize,
     /// Bound on how far one compressed batch may expand when validated.
     pub max_decompressed_batch_bytes: usize,
+    /// Producers idle this long are forgotten (Kafka's `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
     pub log: LogDefaults,
     pub wal: WalSettings,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             default_replication_factor: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
+            producer_id_expiration_ms: 86_400_000,
             log: LogDefaults::default(),
             wal: WalSettings::default(),
         }

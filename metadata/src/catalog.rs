@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const CLUSTER_KEY: &str = "/silt/cluster";
+const PRODUCER_IDS_KEY: &str = "/silt/producer-ids";
 const TOPICS_PREFIX: &str = "/silt/topics/";
 const PARTITIONS_PREFIX: &str = "/silt/partitions/";
 
@@ -96,6 +97,12 @@ impl PartitionRecord {
     }
 }
 
+/// The next unallocated producer id, cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct ProducerIdBlock {
+    next: i64,
+}
+
 /// A partition's record with the store revision it was read at (for conditional updates).
 #[derive(Debug, Clone)]
 pub struct VersionedPartition {
@@ -166,6 +173,31 @@ impl Catalog {
             key: CLUSTER_KEY.into(),
         })?;
         Ok(decode::<ClusterRecord>(CLUSTER_KEY, &kv.value)?.cluster_id)
+    }
+
+    /// Claims `size` producer ids no other broker will ever get (compare-and-swap on one key).
+    pub async fn allocate_producer_ids(&self, size: i64) -> Result<std::ops::Range<i64>> {
+        // Bounded: a conflict means another broker took a block; a few retries always suffice.
+        for _ in 0..32 {
+            let current = self.store.get(PRODUCER_IDS_KEY).await?;
+            let (next, compare) = match &current {
+                Some(kv) => (
+                    decode::<ProducerIdBlock>(PRODUCER_IDS_KEY, &kv.value)?.next,
+                    Compare::mod_revision(PRODUCER_IDS_KEY, kv.mod_revision),
+                ),
+                None => (0, Compare::absent(PRODUCER_IDS_KEY)),
+            };
+            let block = ProducerIdBlock { next: next + size };
+            let txn = Txn::new()
+                .when(compare)
+                .then(Op::put(PRODUCER_IDS_KEY, encode(PRODUCER_IDS_KEY, &block)?));
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(next..next + size);
+            }
+        }
+        Err(Error::Conflict {
+            key: PRODUCER_IDS_KEY.into(),
+        })
     }
 
     pub async fn topics(&self) -> Result<Vec<TopicRecord>> {
@@ -388,6 +420,14 @@ mod tests {
         assert!(parts
             .iter()
             .all(|p| p.record.leader_epoch == LeaderEpoch(1)));
+
+        let a = catalog.allocate_producer_ids(100).await.unwrap();
+        let b = catalog.allocate_producer_ids(100).await.unwrap();
+        assert_eq!(
+            (a, b),
+            (0..100, 100..200),
+            "producer id blocks never overlap"
+        );
 
         catalog.delete_topic("orders").await.unwrap();
         assert!(catalog.topic("orders").await.unwrap().is_none());

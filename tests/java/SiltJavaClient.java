@@ -463,8 +463,11 @@ public final class SiltJavaClient {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "silt-java-producer");
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
-        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        // SILT_JAVA_DEFAULT_PRODUCER=1 keeps the client's defaults: idempotence on, acks=all.
+        if (!"1".equals(System.getenv("SILT_JAVA_DEFAULT_PRODUCER"))) {
+            p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+            p.put(ProducerConfig.ACKS_CONFIG, "all");
+        }
         p.put(ProducerConfig.LINGER_MS_CONFIG, Integer.toString(LINGER_MS));
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, c);
         p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));

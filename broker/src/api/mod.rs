@@ -5,6 +5,7 @@ pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -13,6 +14,7 @@ pub mod produce;
 use crate::broker::Broker;
 use crate::log::batch::BatchError;
 use crate::log::partition::{Partition, PartitionError};
+use crate::log::producer::SequenceError;
 use crate::server::Reply;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -29,6 +31,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -64,6 +67,9 @@ pub async fn handle(
         ApiKey::DeleteTopics => {
             Reply::Now(delete_topics::handle(broker, &header, &mut body).await?)
         }
+        ApiKey::InitProducerId => {
+            Reply::Now(init_producer_id::handle(broker, &header, &mut body).await?)
+        }
         ApiKey::OffsetForLeaderEpoch => {
             Reply::Now(offset_for_leader_epoch::handle(broker, &header, &mut body)?)
         }
@@ -78,6 +84,12 @@ pub fn error_code(error: &PartitionError) -> ResponseError {
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::Io { .. } | PartitionError::Wal(_) => ResponseError::KafkaStorageError,
         PartitionError::Batch(b) => batch_error_code(b),
+        PartitionError::Sequence(SequenceError::InvalidEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        PartitionError::Sequence(SequenceError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
     }
 }
 

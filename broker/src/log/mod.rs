@@ -2,5 +2,6 @@
 
 pub mod batch;
 pub mod partition;
+pub mod producer;
 pub mod segment;
 pub mod wal;

@@ -6,6 +6,7 @@
 //! which the WAL writer advances the HW. Consumers read below the HW only.
 
 use super::batch::{self, BatchHeader};
+use super::producer::{self, BatchMeta, Check, ProducerStates, SequenceError};
 use super::segment::Segment;
 use super::wal::{OnDurable, Wal, WalFailed};
 use crate::topic_config::{TimestampType, TopicConfig};
@@ -38,6 +39,8 @@ pub enum PartitionError {
     Wal(WalFailed),
     #[error(transparent)]
     Batch(#[from] batch::BatchError),
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
 }
 
 pub fn now_ms() -> i64 {
@@ -55,6 +58,9 @@ struct Log {
     record: PartitionRecord,
     config: Arc<TopicConfig>,
     deleted: bool,
+    producers: ProducerStates,
+    /// Producer state changed since the last snapshot.
+    producers_dirty: bool,
 }
 
 pub struct Partition {
@@ -174,6 +180,8 @@ impl Partition {
                 record,
                 config,
                 deleted: false,
+                producers: ProducerStates::default(),
+                producers_dirty: false,
             }),
             high_watermark: AtomicI64::new(log_end),
         })
@@ -240,10 +248,46 @@ impl Partition {
         let log_append_time =
             (log.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
         let epoch = log.record.leader_epoch.0;
-        let base_offset = log.log_end;
+        // Check every idempotent batch first (against a scratch copy, so that several batches
+        // of one producer in a request follow each other): all or nothing.
+        let mut scratch = log
+            .producers
+            .clone_for(batches.iter().map(|(h, _)| h.producer_id));
+        let mut checks = Vec::with_capacity(batches.len());
+        for (header, _) in batches {
+            if header.producer_id < 0 {
+                checks.push(Check::Append);
+                continue;
+            }
+            let last_seq = producer::last_sequence(header.base_sequence, header.last_offset_delta);
+            let check = scratch.check(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                last_seq,
+            )?;
+            if check == Check::Append {
+                let meta = BatchMeta {
+                    first_seq: header.base_sequence,
+                    last_seq,
+                    base_offset: 0,
+                    last_offset: 0,
+                    wal_seq: 0,
+                };
+                scratch.record(header.producer_id, header.producer_epoch, meta, now);
+            }
+            checks.push(check);
+        }
+        let mut base_offset = None;
         let mut wal_seq = 0;
-        for (header, range) in batches {
+        for ((header, range), check) in batches.iter().zip(checks) {
+            if let Check::Duplicate(dup) = check {
+                base_offset.get_or_insert(dup.base_offset);
+                wal_seq = wal_seq.max(dup.wal_seq);
+                continue;
+            }
             let offset = log.log_end;
+            base_offset.get_or_insert(offset);
             let bytes = &mut records[range.clone()];
             batch::stamp(bytes, offset, epoch, log_append_time, header.max_timestamp);
             let mut stamped = *header;
@@ -263,13 +307,142 @@ impl Partition {
             wal_seq = wal
                 .append(&self.topic_id.0, self.index, bytes, self.clone(), end)
                 .map_err(PartitionError::Wal)?;
+            if stamped.producer_id >= 0 {
+                let meta = BatchMeta {
+                    first_seq: stamped.base_sequence,
+                    last_seq: producer::last_sequence(
+                        stamped.base_sequence,
+                        stamped.last_offset_delta,
+                    ),
+                    base_offset: offset,
+                    last_offset: stamped.last_offset(),
+                    wal_seq,
+                };
+                log.producers
+                    .record(stamped.producer_id, stamped.producer_epoch, meta, now);
+                log.producers_dirty = true;
+            }
         }
         Ok(Appended {
-            base_offset,
+            base_offset: base_offset.unwrap_or(log.log_end),
             log_append_time,
             wal_seq,
             log_start: log.log_start,
         })
+    }
+
+    /// Writes a snapshot of the producer state (as of the log end) if it changed since the
+    /// last one, and removes older snapshots. Called at checkpoints, after segments are synced.
+    pub fn snapshot_producers(&self) -> Result<(), PartitionError> {
+        let snapshot = {
+            let mut log = self.lock();
+            if !log.producers_dirty || log.deleted {
+                return Ok(());
+            }
+            log.producers_dirty = false;
+            producer::Snapshot {
+                offset: log.log_end,
+                states: log.producers.clone(),
+            }
+        };
+        let io_err = self.io_err();
+        let path = self.dir.join(format!("{:020}.producers", snapshot.offset));
+        let tmp = path.with_extension("producers.tmp");
+        let bytes = serde_json::to_vec(&snapshot).map_err(|e| io_err(io::Error::other(e)))?;
+        let write = || -> io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            super::segment::sync_dir(&self.dir)
+        };
+        if let Err(e) = write() {
+            self.lock().producers_dirty = true;
+            return Err(io_err(e));
+        }
+        for (offset, old) in self.producer_snapshots() {
+            if offset < snapshot.offset {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok(())
+    }
+
+    fn producer_snapshots(&self) -> Vec<(i64, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(i64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name();
+                let offset = name.to_str()?.strip_suffix(".producers")?.parse().ok()?;
+                Some((offset, e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Rebuilds producer state at startup (after WAL replay): the newest snapshot at or below
+    /// the log end, then the batches after it.
+    pub fn load_producers(&self) -> Result<usize, PartitionError> {
+        let log_end = self.log_end();
+        let mut states = ProducerStates::default();
+        let mut from = self.log_start();
+        if let Some((offset, path)) = self
+            .producer_snapshots()
+            .into_iter()
+            .rev()
+            .find(|(o, _)| *o <= log_end)
+        {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<producer::Snapshot>(&b).map_err(|e| e.to_string())
+                }) {
+                Ok(snapshot) => {
+                    states = snapshot.states;
+                    from = from.max(offset);
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "unreadable producer snapshot; rebuilding from the log");
+                }
+            }
+        }
+        let now = now_ms();
+        let mut log = self.lock();
+        let mut replayed = 0;
+        for segment in &log.segments {
+            if segment.next_offset() <= from {
+                continue;
+            }
+            for h in segment.headers_from(from).map_err(self.io_err())? {
+                if h.producer_id < 0 || h.base_offset < from {
+                    continue;
+                }
+                let meta = BatchMeta {
+                    first_seq: h.base_sequence,
+                    last_seq: producer::last_sequence(h.base_sequence, h.last_offset_delta),
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                    wal_seq: 0,
+                };
+                states.record(h.producer_id, h.producer_epoch, meta, now);
+                replayed += 1;
+            }
+        }
+        log.producers = states;
+        log.producers_dirty = replayed > 0;
+        Ok(replayed)
+    }
+
+    /// Forgets producers idle longer than `expiration_ms`.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) {
+        let mut log = self.lock();
+        if log.producers.expire(now_ms, expiration_ms) > 0 {
+            log.producers_dirty = true;
+        }
     }
 
     /// Replays one WAL batch at startup: appended if it starts at the log end, skipped if the

@@ -251,6 +251,18 @@ impl Segment {
         Ok(None)
     }
 
+    /// Headers of every batch holding offsets at or after `offset`, in order.
+    pub fn headers_from(&self, offset: i64) -> io::Result<Vec<BatchHeader>> {
+        let mut pos = self.locate(offset)?;
+        let mut out = Vec::new();
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            pos += h.total_size() as u64;
+            out.push(h);
+        }
+        Ok(out)
+    }
+
     /// Reads the whole batch at `pos`.
     pub fn read_batch(&self, pos: u64) -> io::Result<(BatchHeader, Vec<u8>)> {
         let h = self.header_at(pos)?;
