@@ -3,7 +3,8 @@
 #   - Debian packages: kcat, librdkafka-dev + pkg-config (the rdkafka crate links the system
 #     librdkafka), a JDK and Maven for the Java client (skipped when already present);
 #   - kafka-clients jars from Maven Central (tests/java/build.sh);
-#   - confluent-kafka from PyPI (a current librdkafka, next to Debian's 2.0.2).
+#   - confluent-kafka (a current librdkafka, next to Debian's 2.0.2) and kafka-python (an
+#     independent implementation) from PyPI.
 # Then: cargo fmt --check, cargo clippy -D warnings, unit tests, end-to-end tests.
 # Bounded: every step either finishes or fails; nothing waits on input.
 set -euo pipefail
@@ -26,11 +27,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
-  say "installing confluent-kafka (Python client with a current librdkafka)"
-  command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || as_root apt-get install -y -qq python3-pip >/dev/null
-  python3 -m pip install --quiet confluent-kafka 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages confluent-kafka
+if ! python3 -c 'import confluent_kafka, kafka' 2>/dev/null; then
+  say "installing confluent-kafka and kafka-python"
+  python3 -m pip --version >/dev/null 2>&1 || as_root apt-get install -y -qq python3-pip >/dev/null
+  python3 -m pip install --quiet confluent-kafka kafka-python 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages confluent-kafka kafka-python
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2

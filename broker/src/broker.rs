@@ -61,6 +61,19 @@ pub enum CreateTopicError {
     Internal(String),
 }
 
+/// Why an admin change was refused; each maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// Kafka's topic name rule: `[a-zA-Z0-9._-]`, 1..=249 characters, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -336,6 +349,129 @@ impl Broker {
             .insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
+    }
+
+    /// Replaces a topic's stored config overrides (validated here; nothing is written when
+    /// `validate_only`).
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(AdminError::InvalidConfig)?;
+        }
+        let _admin = self.admin.lock().await;
+        let Some(topic) = self.topic(name) else {
+            return Err(AdminError::UnknownTopic(name.to_string()));
+        };
+        if validate_only {
+            return Ok(());
+        }
+        let record = self
+            .catalog
+            .update_topic(
+                name,
+                |t| TopicRecord {
+                    configs: configs.clone(),
+                    ..t.clone()
+                },
+                self.node_id,
+            )
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        let config = Arc::new(TopicConfig::resolve(&self.config.log, &record.configs));
+        for p in &topic.partitions {
+            p.set_config(config.clone());
+        }
+        self.replace_topic(Topic {
+            record,
+            config,
+            partitions: topic.partitions.clone(),
+        });
+        tracing::info!(topic = name, "altered topic configs");
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let _admin = self.admin.lock().await;
+        let Some(topic) = self.topic(name) else {
+            return Err(AdminError::UnknownTopic(name.to_string()));
+        };
+        let current = topic.record.partitions;
+        if count <= current {
+            return Err(AdminError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count {count} must be larger"
+            )));
+        }
+        if count > 100_000 {
+            return Err(AdminError::InvalidPartitions(format!(
+                "{count} partitions is more than 100000"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let record = self
+            .catalog
+            .update_topic(
+                name,
+                |t| TopicRecord {
+                    partitions: count,
+                    ..t.clone()
+                },
+                self.node_id,
+            )
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        let stored = self
+            .catalog
+            .partitions(record.id)
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        let mut partitions = topic.partitions.clone();
+        for p in stored.into_iter().filter(|p| p.partition >= current) {
+            let dir = self
+                .logs_dir
+                .join(record.id.to_string())
+                .join(p.partition.to_string());
+            let partition = Partition::open(
+                &dir,
+                name,
+                record.id,
+                p.partition,
+                p.record,
+                topic.config.clone(),
+            )
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+            partitions.push(Arc::new(partition));
+        }
+        self.replace_topic(Topic {
+            record,
+            config: topic.config.clone(),
+            partitions,
+        });
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = count,
+            "created partitions"
+        );
+        Ok(())
+    }
+
+    fn replace_topic(&self, topic: Topic) {
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(topic.record.name.clone(), Arc::new(topic));
     }
 
     /// Deletes a topic: from the catalog first, then locally.

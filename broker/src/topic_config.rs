@@ -36,50 +36,91 @@ enum Kind {
     Stored,
 }
 
-/// Every topic config a client may set: name and validation.
-const KNOWN: &[(&str, Kind)] = &[
-    ("cleanup.policy", Kind::CleanupPolicy),
-    (
-        "compression.type",
-        Kind::OneOf(&["uncompressed", "producer", "gzip", "snappy", "lz4", "zstd"]),
-    ),
-    ("delete.retention.ms", Kind::Stored),
-    ("file.delete.delay.ms", Kind::Stored),
-    ("flush.messages", Kind::Stored),
-    ("flush.ms", Kind::Stored),
-    ("index.interval.bytes", Kind::Stored),
-    ("local.retention.bytes", Kind::Long { min: -2 }),
-    ("local.retention.ms", Kind::Long { min: -2 }),
-    ("max.compaction.lag.ms", Kind::Stored),
-    ("max.message.bytes", Kind::Int { min: 0 }),
-    ("message.downconversion.enable", Kind::Stored),
-    ("message.timestamp.after.max.ms", Kind::Stored),
-    ("message.timestamp.before.max.ms", Kind::Stored),
-    ("message.timestamp.difference.max.ms", Kind::Stored),
-    (
-        "message.timestamp.type",
-        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
-    ),
-    ("min.cleanable.dirty.ratio", Kind::Stored),
-    ("min.compaction.lag.ms", Kind::Stored),
-    ("min.insync.replicas", Kind::Int { min: 1 }),
-    ("preallocate", Kind::Stored),
-    ("remote.storage.enable", Kind::Stored),
-    ("retention.bytes", Kind::Long { min: -1 }),
-    ("retention.ms", Kind::Long { min: -1 }),
-    ("segment.bytes", Kind::Int { min: 14 }),
-    ("segment.index.bytes", Kind::Stored),
-    ("segment.jitter.ms", Kind::Stored),
-    ("segment.ms", Kind::Long { min: 1 }),
-    ("silt.durability", Kind::OneOf(&["object", "local"])),
-    ("unclean.leader.election.enable", Kind::Stored),
+/// DescribeConfigs' config types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// One topic config a client may set.
+pub struct Spec {
+    pub name: &'static str,
+    kind: Kind,
+    pub config_type: ConfigType,
+    /// Kafka's default where the broker has no setting for it.
+    pub fixed_default: &'static str,
+    /// The broker setting this topic config defaults to, if any (for synonyms).
+    pub broker_synonym: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const MAX: &str = "9223372036854775807";
+
+macro_rules! spec {
+    ($name:expr, $kind:expr, $ty:ident, $default:expr, $syn:expr, $doc:expr) => {
+        Spec {
+            name: $name,
+            kind: $kind,
+            config_type: ConfigType::$ty,
+            fixed_default: $default,
+            broker_synonym: $syn,
+            doc: $doc,
+        }
+    };
+}
+
+/// Every topic config a client may set, in name order.
+pub const KNOWN: &[Spec] = &[
+    spec!("cleanup.policy", Kind::CleanupPolicy, List, "delete", Some("log.cleanup.policy"),
+        "delete: old segments are removed by retention; compact: records need keys and are kept (compaction is not implemented yet)."),
+    spec!("compression.type", Kind::OneOf(&["uncompressed", "producer", "gzip", "snappy", "lz4", "zstd"]), String, "producer", Some("compression.type"),
+        "Stored for compatibility; batches keep the producer's compression."),
+    spec!("delete.retention.ms", Kind::Stored, Long, "86400000", Some("log.cleaner.delete.retention.ms"), "Stored for compatibility."),
+    spec!("file.delete.delay.ms", Kind::Stored, Long, "60000", Some("log.segment.delete.delay.ms"), "Stored for compatibility."),
+    spec!("flush.messages", Kind::Stored, Long, MAX, Some("log.flush.interval.messages"), "Stored for compatibility; every acknowledged write is fsynced."),
+    spec!("flush.ms", Kind::Stored, Long, MAX, Some("log.flush.interval.ms"), "Stored for compatibility; every acknowledged write is fsynced."),
+    spec!("index.interval.bytes", Kind::Stored, Int, "4096", Some("log.index.interval.bytes"), "Stored for compatibility; the index interval is 4096 bytes."),
+    spec!("local.retention.bytes", Kind::Long { min: -2 }, Long, "-2", Some("log.local.retention.bytes"), "Local copies of uploaded segments are kept up to this size (-2: retention.bytes)."),
+    spec!("local.retention.ms", Kind::Long { min: -2 }, Long, "-2", Some("log.local.retention.ms"), "Local copies of uploaded segments are kept this long (-2: retention.ms)."),
+    spec!("max.compaction.lag.ms", Kind::Stored, Long, MAX, Some("log.cleaner.max.compaction.lag.ms"), "Stored for compatibility."),
+    spec!("max.message.bytes", Kind::Int { min: 0 }, Int, "1048588", Some("message.max.bytes"), "Largest record batch accepted, in bytes."),
+    spec!("message.downconversion.enable", Kind::Stored, Boolean, "true", Some("log.message.downconversion.enable"), "Stored for compatibility."),
+    spec!("message.timestamp.after.max.ms", Kind::Stored, Long, "3600000", Some("log.message.timestamp.after.max.ms"), "Stored for compatibility."),
+    spec!("message.timestamp.before.max.ms", Kind::Stored, Long, MAX, Some("log.message.timestamp.before.max.ms"), "Stored for compatibility."),
+    spec!("message.timestamp.difference.max.ms", Kind::Stored, Long, MAX, Some("log.message.timestamp.difference.max.ms"), "Stored for compatibility."),
+    spec!("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"]), String, "CreateTime", Some("log.message.timestamp.type"),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time."),
+    spec!("min.cleanable.dirty.ratio", Kind::Stored, Double, "0.5", Some("log.cleaner.min.cleanable.ratio"), "Stored for compatibility."),
+    spec!("min.compaction.lag.ms", Kind::Stored, Long, "0", Some("log.cleaner.min.compaction.lag.ms"), "Stored for compatibility."),
+    spec!("min.insync.replicas", Kind::Int { min: 1 }, Int, "1", Some("min.insync.replicas"), "Stored for compatibility; durability comes from the WAL and the bucket."),
+    spec!("preallocate", Kind::Stored, Boolean, "false", Some("log.preallocate"), "Stored for compatibility."),
+    spec!("remote.storage.enable", Kind::Stored, Boolean, "false", None, "Stored for compatibility; object storage is always the home of data."),
+    spec!("retention.bytes", Kind::Long { min: -1 }, Long, "-1", Some("log.retention.bytes"), "Largest size of a partition before old segments are deleted (-1: no limit)."),
+    spec!("retention.ms", Kind::Long { min: -1 }, Long, "604800000", Some("log.retention.ms"), "How long segments are kept before deletion (-1: forever)."),
+    spec!("segment.bytes", Kind::Int { min: 14 }, Int, "1073741824", Some("log.segment.bytes"), "Size at which a new segment is started."),
+    spec!("segment.index.bytes", Kind::Stored, Int, "10485760", Some("log.index.size.max.bytes"), "Stored for compatibility."),
+    spec!("segment.jitter.ms", Kind::Stored, Long, "0", Some("log.roll.jitter.ms"), "Stored for compatibility."),
+    spec!("segment.ms", Kind::Long { min: 1 }, Long, "604800000", Some("log.roll.ms"), "Age at which a new segment is started."),
+    spec!("silt.durability", Kind::OneOf(&["object", "local"]), String, "object", None,
+        "object: acks=all is answered once data is in the bucket; local: once it is in the local WAL."),
+    spec!("unclean.leader.election.enable", Kind::Stored, Boolean, "false", Some("unclean.leader.election.enable"), "Stored for compatibility."),
 ];
+
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    KNOWN.iter().find(|s| s.name == name)
+}
 
 /// Checks one topic config; the error text goes back to the client.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
-    let Some((_, kind)) = KNOWN.iter().find(|(n, _)| *n == name) else {
+    let Some(spec) = spec(name) else {
         return Err(format!("unknown topic config {name}"));
     };
+    let kind = &spec.kind;
     match kind {
         Kind::Long { min } | Kind::Int { min } => {
             let v: i64 = value
@@ -159,6 +200,23 @@ impl TopicConfig {
                 .cloned()
                 .unwrap_or_else(|| "delete".into()),
         }
+    }
+
+    /// The value a topic without an override has for `name` (broker default or Kafka's).
+    pub fn default_value(defaults: &LogDefaults, name: &str) -> Option<String> {
+        let value = match name {
+            "retention.ms" => defaults.retention_ms.to_string(),
+            "retention.bytes" => defaults.retention_bytes.to_string(),
+            "segment.bytes" => defaults.segment_bytes.to_string(),
+            "segment.ms" => defaults.segment_ms.to_string(),
+            "max.message.bytes" => defaults.message_max_bytes.to_string(),
+            "message.timestamp.type" => match defaults.message_timestamp_type {
+                TimestampType::CreateTime => "CreateTime".into(),
+                TimestampType::LogAppendTime => "LogAppendTime".into(),
+            },
+            other => spec(other)?.fixed_default.to_string(),
+        };
+        Some(value)
     }
 
     /// The effective value of every config this broker acts on, by Kafka name, for responses.

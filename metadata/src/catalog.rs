@@ -242,6 +242,45 @@ impl Catalog {
         }
     }
 
+    /// Rewrites a topic's record (configs, or a larger partition count: the new partitions are
+    /// created led by `leader` at epoch 0), conditional on the record it read. Returns the new
+    /// record; `Conflict` if it changed concurrently, `TopicNotFound` if it is gone.
+    pub async fn update_topic(
+        &self,
+        name: &str,
+        update: impl FnOnce(&TopicRecord) -> TopicRecord,
+        leader: NodeId,
+    ) -> Result<TopicRecord> {
+        let key = topic_key(name);
+        let kv = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::TopicNotFound(name.to_string()))?;
+        let old: TopicRecord = decode(&key, &kv.value)?;
+        let new = update(&old);
+        let mut txn = Txn::new()
+            .when(Compare::mod_revision(&key, kv.mod_revision))
+            .then(Op::put(&key, encode(&key, &new)?));
+        for p in old.partitions..new.partitions {
+            let pkey = partition_key(new.id, p);
+            let record = PartitionRecord {
+                leader,
+                leader_epoch: LeaderEpoch(0),
+                epoch_history: vec![EpochEntry {
+                    epoch: LeaderEpoch(0),
+                    start_offset: Offset(0),
+                }],
+            };
+            txn = txn.then(Op::put(&pkey, encode(&pkey, &record)?));
+        }
+        if self.store.txn(txn).await?.succeeded {
+            Ok(new)
+        } else {
+            Err(Error::Conflict { key })
+        }
+    }
+
     /// Deletes the topic and its partitions; returns what was deleted.
     pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord> {
         let key = topic_key(name);
@@ -420,6 +459,20 @@ mod tests {
         assert!(parts
             .iter()
             .all(|p| p.record.leader_epoch == LeaderEpoch(1)));
+
+        let grown = catalog
+            .update_topic(
+                "orders",
+                |t| TopicRecord {
+                    partitions: 5,
+                    ..t.clone()
+                },
+                NodeId(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(grown.partitions, 5);
+        assert_eq!(catalog.partitions(topic.id).await.unwrap().len(), 5);
 
         let a = catalog.allocate_producer_ids(100).await.unwrap();
         let b = catalog.allocate_producer_ids(100).await.unwrap();

@@ -124,6 +124,16 @@ public final class SiltJavaClient {
                             args.length > 4 ? args[4] : "none");
                     break;
                 }
+                case "admin": {
+                    need(args, 3, 3);
+                    json = adminCmd(args[1], args[2]);
+                    break;
+                }
+                case "transactional": {
+                    need(args, 3, 3);
+                    json = transactionalCmd(args[1], args[2]);
+                    break;
+                }
                 case "consume": {
                     need(args, 4, 4);
                     json = consumeCmd(args[1], args[2], parseCount(args[3]));
@@ -330,6 +340,130 @@ public final class SiltJavaClient {
      * Produce records 0..count-1. If partitions < 0 the partition count is
      * taken from metadata. Returns the partition count used.
      */
+    static void check(boolean cond, String what) {
+        if (!cond) {
+            throw new CheckFailed(what);
+        }
+    }
+
+    /** Every admin API the AdminClient offers for topics, configs, cluster and log dirs. */
+    static String adminCmd(String bootstrap, String topic) throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("create topic");
+            NewTopic nt = new NewTopic(topic, 2, REPLICATION)
+                    .configs(Map.of("retention.ms", "1000000"));
+            get(admin.createTopics(List.of(nt)).all(), "createTopics");
+
+            step("describe topic configs");
+            org.apache.kafka.common.config.ConfigResource res = new org.apache.kafka.common.config.ConfigResource(
+                    org.apache.kafka.common.config.ConfigResource.Type.TOPIC, topic);
+            org.apache.kafka.clients.admin.Config cfg = get(admin.describeConfigs(List.of(res),
+                    new org.apache.kafka.clients.admin.DescribeConfigsOptions().includeSynonyms(true).includeDocumentation(true))
+                    .all(), "describeConfigs").get(res);
+            check(cfg.entries().size() >= 20, "expected every topic config, got " + cfg.entries().size());
+            org.apache.kafka.clients.admin.ConfigEntry retention = cfg.get("retention.ms");
+            check(retention != null && "1000000".equals(retention.value()), "retention.ms override: " + retention);
+            check(retention.source() == org.apache.kafka.clients.admin.ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG,
+                    "retention.ms source: " + retention.source());
+            check(!retention.synonyms().isEmpty(), "synonyms when asked");
+            org.apache.kafka.clients.admin.ConfigEntry cleanup = cfg.get("cleanup.policy");
+            check(cleanup != null && "delete".equals(cleanup.value()) && cleanup.isDefault(), "cleanup.policy default: " + cleanup);
+
+            step("incremental alter configs");
+            get(admin.incrementalAlterConfigs(Map.of(res, List.of(
+                    new org.apache.kafka.clients.admin.AlterConfigOp(new org.apache.kafka.clients.admin.ConfigEntry("retention.ms", "2000000"),
+                            org.apache.kafka.clients.admin.AlterConfigOp.OpType.SET),
+                    new org.apache.kafka.clients.admin.AlterConfigOp(new org.apache.kafka.clients.admin.ConfigEntry("cleanup.policy", "compact"),
+                            org.apache.kafka.clients.admin.AlterConfigOp.OpType.APPEND)))).all(), "incrementalAlterConfigs");
+            cfg = get(admin.describeConfigs(List.of(res)).all(), "describeConfigs").get(res);
+            check("2000000".equals(cfg.get("retention.ms").value()), "retention.ms after SET: " + cfg.get("retention.ms"));
+            check("delete,compact".equals(cfg.get("cleanup.policy").value()), "cleanup.policy after APPEND: " + cfg.get("cleanup.policy"));
+            step("bad config refused");
+            try {
+                get(admin.incrementalAlterConfigs(Map.of(res, List.of(
+                        new org.apache.kafka.clients.admin.AlterConfigOp(new org.apache.kafka.clients.admin.ConfigEntry("retention.ms", "soon"),
+                                org.apache.kafka.clients.admin.AlterConfigOp.OpType.SET)))).all(), "incrementalAlterConfigs");
+                throw new CheckFailed("retention.ms=soon was accepted");
+            } catch (ExecutionException e) {
+                check(e.getCause() instanceof org.apache.kafka.common.errors.InvalidConfigurationException,
+                        "expected InvalidConfigurationException, got " + describe(e.getCause()));
+            }
+
+            step("describe broker configs");
+            org.apache.kafka.clients.admin.DescribeClusterResult cluster = admin.describeCluster(
+                    new org.apache.kafka.clients.admin.DescribeClusterOptions().includeAuthorizedOperations(true));
+            java.util.Collection<org.apache.kafka.common.Node> nodes = get(cluster.nodes(), "describeCluster");
+            check(nodes.size() == 1, "one broker: " + nodes);
+            String clusterId = get(cluster.clusterId(), "clusterId");
+            check(clusterId != null && !clusterId.isEmpty(), "cluster id");
+            check(get(cluster.controller(), "controller").id() == nodes.iterator().next().id(), "controller");
+            Set<org.apache.kafka.common.acl.AclOperation> ops = get(cluster.authorizedOperations(), "authorizedOperations");
+            check(ops != null && !ops.isEmpty(), "cluster authorized operations: " + ops);
+            String brokerId = Integer.toString(nodes.iterator().next().id());
+            org.apache.kafka.common.config.ConfigResource bres = new org.apache.kafka.common.config.ConfigResource(
+                    org.apache.kafka.common.config.ConfigResource.Type.BROKER, brokerId);
+            org.apache.kafka.clients.admin.Config bcfg = get(admin.describeConfigs(List.of(bres)).all(), "describeConfigs broker").get(bres);
+            check(bcfg.get("num.partitions") != null && bcfg.get("log.retention.ms") != null, "broker configs: " + bcfg);
+
+            step("create partitions");
+            get(admin.createPartitions(Map.of(topic, org.apache.kafka.clients.admin.NewPartitions.increaseTo(4))).all(), "createPartitions");
+            org.apache.kafka.clients.admin.TopicDescription td = get(admin.describeTopics(List.of(topic),
+                    new org.apache.kafka.clients.admin.DescribeTopicsOptions().includeAuthorizedOperations(true))
+                    .allTopicNames(), "describeTopics").get(topic);
+            check(td.partitions().size() == 4, "4 partitions after createPartitions: " + td.partitions().size());
+            check(td.authorizedOperations() != null && !td.authorizedOperations().isEmpty(), "topic authorized operations");
+
+            step("produce then delete records");
+            Properties pp = producerProps(bootstrap, "none");
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
+                for (int i = 0; i < 10; i++) {
+                    producer.send(new ProducerRecord<>(topic, 3, "k" + i, "v" + i)).get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                }
+            }
+            TopicPartition tp3 = new TopicPartition(topic, 3);
+            Map<TopicPartition, org.apache.kafka.common.KafkaFuture<org.apache.kafka.clients.admin.DeletedRecords>> lows =
+                    admin.deleteRecords(Map.of(tp3, org.apache.kafka.clients.admin.RecordsToDelete.beforeOffset(5))).lowWatermarks();
+            long low = get(lows.get(tp3), "deleteRecords").lowWatermark();
+            check(low == 5, "low watermark after deleteRecords: " + low);
+            try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProps(bootstrap))) {
+                long begin = consumer.beginningOffsets(List.of(tp3), Duration.ofMillis(TIMEOUT_MS)).get(tp3);
+                check(begin == 5, "beginning offset after deleteRecords: " + begin);
+            }
+
+            step("describe log dirs");
+            Map<Integer, Map<String, org.apache.kafka.clients.admin.LogDirDescription>> dirs =
+                    get(admin.describeLogDirs(List.of(Integer.parseInt(brokerId))).allDescriptions(), "describeLogDirs");
+            boolean found = dirs.values().stream().flatMap(m -> m.values().stream())
+                    .anyMatch(d -> d.replicaInfos().containsKey(tp3) && d.replicaInfos().get(tp3).size() > 0);
+            check(found, "log dirs list " + tp3 + " with a size: " + dirs);
+
+            step("delete topic");
+            get(admin.deleteTopics(List.of(topic)).all(), "deleteTopics");
+            return "\"checked\":\"admin\"";
+        }
+    }
+
+    /** A transactional producer must fail cleanly at initTransactions, not hang. */
+    static String transactionalCmd(String bootstrap, String topic) throws Exception {
+        Properties p = producerProps(bootstrap, "none");
+        p.remove(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG);
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "silt-tx-test");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, ms(TIMEOUT_MS));
+        long started = System.currentTimeMillis();
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            step("initTransactions");
+            try {
+                producer.initTransactions();
+            } catch (org.apache.kafka.common.KafkaException e) {
+                long took = System.currentTimeMillis() - started;
+                check(!(e instanceof org.apache.kafka.common.errors.TimeoutException),
+                        "initTransactions timed out instead of failing: " + describe(e));
+                return "\"refused\":" + jsonString(e.getClass().getSimpleName()) + ",\"ms\":" + took;
+            }
+            throw new CheckFailed("initTransactions succeeded against a broker without transactions");
+        }
+    }
+
     static int produce(String bootstrap, String topic, int count, String compression, int partitions)
             throws Exception {
         Properties props = producerProps(bootstrap, compression);

@@ -67,3 +67,34 @@ fn java_consumer_reads_across_a_restart() {
     let (ok, out, err) = run(&mut consume, Duration::from_secs(120)).unwrap();
     assert!(ok && out.contains("\"ok\":true"), "{out}\n{err}");
 }
+
+#[test]
+fn java_admin_client_topics_configs_partitions_cluster_log_dirs_records() {
+    let silt = Silt::start();
+    for major in [3, 4] {
+        let mut cmd = java_client(major);
+        cmd.arg("admin")
+            .arg(silt.bootstrap())
+            .arg(format!("admin-{major}"));
+        let (ok, out, err) = run(&mut cmd, Duration::from_secs(180)).unwrap();
+        assert!(
+            ok && out.contains("\"ok\":true"),
+            "java {major}: {out}\n{err}\n{}",
+            silt.log()
+        );
+    }
+}
+
+#[test]
+fn java_transactional_producer_is_refused_cleanly() {
+    let silt = Silt::start();
+    for major in [3, 4] {
+        let mut cmd = java_client(major);
+        cmd.arg("transactional").arg(silt.bootstrap()).arg("tx");
+        let (ok, out, err) = run(&mut cmd, Duration::from_secs(120)).unwrap();
+        assert!(
+            ok && out.contains("\"refused\""),
+            "java {major}: {out}\n{err}"
+        );
+    }
+}

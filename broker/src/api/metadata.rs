@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Kafka's AclOperation codes: every operation allowed while no ACLs are enforced.
-const TOPIC_OPERATIONS: &[i32] = &[3, 4, 5, 6, 7, 8, 10, 11];
-const CLUSTER_OPERATIONS: &[i32] = &[5, 7, 8, 9, 10, 11, 12];
+pub const TOPIC_OPERATIONS: &[i32] = &[3, 4, 5, 6, 7, 8, 10, 11];
+pub const CLUSTER_OPERATIONS: &[i32] = &[5, 7, 8, 9, 10, 11, 12];
 
-fn bits(ops: &[i32]) -> i32 {
+pub fn bits(ops: &[i32]) -> i32 {
     ops.iter().fold(0, |acc, op| acc | (1 << op))
 }
 

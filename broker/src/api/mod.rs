@@ -1,10 +1,17 @@
 //! One module per Kafka API. [`SUPPORTED`] is the single list of what this broker implements,
 //! at which versions; ApiVersions advertises exactly it.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -32,6 +39,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -67,6 +81,25 @@ pub async fn handle(
         ApiKey::DeleteTopics => {
             Reply::Now(delete_topics::handle(broker, &header, &mut body).await?)
         }
+        ApiKey::DescribeConfigs => {
+            Reply::Now(describe_configs::handle(broker, &header, &mut body)?)
+        }
+        ApiKey::AlterConfigs => {
+            Reply::Now(alter_configs::handle(broker, &header, &mut body).await?)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            Reply::Now(incremental_alter_configs::handle(broker, &header, &mut body).await?)
+        }
+        ApiKey::CreatePartitions => {
+            Reply::Now(create_partitions::handle(broker, &header, &mut body).await?)
+        }
+        ApiKey::DescribeCluster => {
+            Reply::Now(describe_cluster::handle(broker, &header, &mut body)?)
+        }
+        ApiKey::DescribeLogDirs => {
+            Reply::Now(describe_log_dirs::handle(broker, &header, &mut body)?)
+        }
+        ApiKey::DeleteRecords => Reply::Now(delete_records::handle(broker, &header, &mut body)?),
         ApiKey::InitProducerId => {
             Reply::Now(init_producer_id::handle(broker, &header, &mut body).await?)
         }

@@ -101,6 +101,9 @@ pub struct OffsetLookup {
     pub leader_epoch: i32,
 }
 
+/// Where DeleteRecords persists a log start offset inside the first segment.
+const LOG_START_FILE: &str = "log-start-offset";
+
 /// Decompression bound used when the log itself decodes records (timestamp lookups).
 const LOOKUP_DECOMPRESS_LIMIT: usize = 256 * 1024 * 1024;
 
@@ -166,8 +169,14 @@ impl Partition {
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0).map_err(io_err)?);
         }
-        let log_start = segments[0].base_offset;
         let log_end = segments.last().expect("one segment").next_offset();
+        // DeleteRecords may have moved the log start into the first segment.
+        let log_start = std::fs::read_to_string(dir.join(LOG_START_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(segments[0].base_offset)
+            .min(log_end);
         Ok(Partition {
             topic: topic.to_string(),
             topic_id,
@@ -739,6 +748,60 @@ impl Partition {
         Ok(bytes)
     }
 
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark) and removes
+    /// the segments wholly below it. Returns the new log start offset.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, PartitionError> {
+        let hw = self.high_watermark();
+        let removed: Vec<Segment> = {
+            let mut log = self.lock();
+            if log.deleted {
+                return Err(PartitionError::Deleted(format!(
+                    "{}-{}",
+                    self.topic, self.index
+                )));
+            }
+            let target = if offset == -1 { hw } else { offset };
+            if target < 0 || target > hw {
+                return Err(PartitionError::OffsetOutOfRange {
+                    offset,
+                    log_start: log.log_start,
+                    log_end: hw,
+                });
+            }
+            if target <= log.log_start {
+                return Ok(log.log_start);
+            }
+            // Persist first: a restart must not bring the deleted records back.
+            let path = self.dir.join(LOG_START_FILE);
+            let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
+            let write = || -> io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                io::Write::write_all(&mut f, target.to_string().as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                super::segment::sync_dir(&self.dir)
+            };
+            write().map_err(self.io_err())?;
+            log.log_start = target;
+            let keep_from = log.segments[..log.segments.len() - 1]
+                .iter()
+                .take_while(|s| s.next_offset() <= target)
+                .count();
+            log.segments.drain(..keep_from).collect()
+        };
+        for segment in removed {
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                tracing::warn!(path = %segment.path.display(), error = %e, "removing a segment below the log start failed");
+            }
+        }
+        Ok(self.log_start())
+    }
+
+    /// Bytes of segments on local disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.iter().map(|s| s.size()).sum()
+    }
+
     /// Marks the partition deleted (appends and reads fail from now on) and removes its files.
     pub fn delete(&self) -> Result<(), PartitionError> {
         let mut log = self.lock();
@@ -828,6 +891,36 @@ mod tests {
         let p =
             Partition::open(dir.path(), "t", TopicId::random(), 0, record(), config(&[])).unwrap();
         assert_eq!((p.log_start(), p.log_end()), (start, 400));
+    }
+
+    #[tokio::test]
+    async fn delete_records_moves_log_start_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
+        let cfg = config(&[("segment.bytes", "4096")]);
+        let id = TopicId::random();
+        let p = Arc::new(Partition::open(dir.path(), "t", id, 0, record(), cfg.clone()).unwrap());
+        for _ in 0..20 {
+            append(&p, &wal, 10).await;
+        }
+        assert!(matches!(
+            p.delete_records(201),
+            Err(PartitionError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(p.delete_records(55).unwrap(), 55);
+        assert_eq!(p.delete_records(30).unwrap(), 55, "never backwards");
+        assert!(p.read(54, 1 << 20, true).is_err());
+        assert!(p.read(55, 1 << 20, true).is_ok());
+        drop(p);
+        let p = Partition::open(dir.path(), "t", id, 0, record(), cfg).unwrap();
+        assert_eq!(p.log_start(), 55, "survives a restart");
+        let p = Arc::new(p);
+        p.high_watermark.store(p.log_end(), Ordering::Release);
+        assert_eq!(
+            p.delete_records(-1).unwrap(),
+            200,
+            "-1 means the high watermark"
+        );
     }
 
     #[tokio::test]
