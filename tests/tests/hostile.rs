@@ -82,3 +82,170 @@ fn absurd_lengths_and_garbage_do_not_kill_the_broker() {
         assert_alive(&silt);
     }
 }
+
+mod produce_errors {
+    use super::assert_alive;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use kafka_protocol::ResponseError;
+    use silt_e2e::kafka::create_topic;
+    use silt_e2e::{raw, Silt};
+    use std::io::Write;
+
+    fn batch(count: usize, value_len: usize, compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: 1_700_000_000_000,
+                key: Some(b"k".to_vec().into()),
+                value: Some(vec![b'x'; value_len].into()),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    fn fix_crc(b: &mut [u8]) {
+        let crc = crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    fn crc32c(data: &[u8]) -> u32 {
+        // CRC-32C (Castagnoli), bitwise: enough for a test.
+        let mut crc = !0u32;
+        for &byte in data {
+            crc ^= byte as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0x82F6_3B78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    fn produce(silt: &Silt, topic: &str, records: Vec<u8>) -> i16 {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(records)))])]);
+        let response = raw::call(&silt.bootstrap(), 9, &request).expect("produce answered");
+        response.responses[0].partition_responses[0].error_code
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_batches_get_their_kafka_error_codes() {
+        let silt = Silt::start();
+        create_topic(
+            &silt.bootstrap(),
+            "victim",
+            1,
+            &[("max.message.bytes", "2000")],
+        )
+        .await;
+
+        let mut corrupt = batch(3, 10, Compression::None);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x55;
+        assert_eq!(
+            produce(&silt, "victim", corrupt),
+            ResponseError::CorruptMessage.code(),
+            "CRC mismatch"
+        );
+
+        // A gzip batch whose header claims one record more than it holds (CRC made valid).
+        let mut lying = batch(5, 10, Compression::Gzip);
+        lying[23..27].copy_from_slice(&5i32.to_be_bytes());
+        lying[57..61].copy_from_slice(&6i32.to_be_bytes());
+        fix_crc(&mut lying);
+        let code = produce(&silt, "victim", lying);
+        assert!(
+            code == ResponseError::CorruptMessage.code()
+                || code == ResponseError::InvalidRecord.code(),
+            "record count vs records inside a compressed batch: {code}"
+        );
+
+        assert_eq!(
+            produce(&silt, "victim", batch(1, 5000, Compression::None)),
+            ResponseError::MessageTooLarge.code(),
+            "over max.message.bytes"
+        );
+        assert_eq!(
+            produce(&silt, "no-such-topic", batch(1, 10, Compression::None)),
+            ResponseError::UnknownTopicOrPartition.code(),
+            "Produce never creates topics"
+        );
+
+        // A decompression bomb: 128 MiB of zeros (twice the bound) in ~130 KB of gzip.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..128 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb_body = gz.finish().unwrap();
+        let mut bomb = batch(1, 1, Compression::Gzip);
+        bomb.truncate(61);
+        bomb.extend_from_slice(&bomb_body);
+        let len = (bomb.len() - 12) as i32;
+        bomb[8..12].copy_from_slice(&len.to_be_bytes());
+        fix_crc(&mut bomb);
+        create_topic(
+            &silt.bootstrap(),
+            "bombed",
+            1,
+            &[("max.message.bytes", "8000000")],
+        )
+        .await;
+        assert_eq!(
+            produce(&silt, "bombed", bomb),
+            ResponseError::CorruptMessage.code(),
+            "bounded decompression"
+        );
+
+        // Invalid topic names are refused, not auto-created.
+        let meta = raw::call(
+            &silt.bootstrap(),
+            12,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("bad name!"))))])),
+        )
+        .unwrap();
+        assert_eq!(
+            meta.topics[0].error_code,
+            ResponseError::InvalidTopicException.code()
+        );
+        assert_alive(&silt);
+    }
+}
