@@ -47,6 +47,9 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+say "fuzz (request decoding, batch validation), 30 s per target"
+bash scripts/fuzz.sh 30
+
 say "build silt"
 cargo build -p silt-broker --bin silt
 export SILT_BIN="$PWD/target/debug/silt"

@@ -162,16 +162,28 @@ async fn connection(
     result
 }
 
-/// Decodes the header and hands the request to its API's handler.
-async fn dispatch(broker: &Arc<Broker>, mut body: Bytes) -> anyhow::Result<Reply> {
+/// Reads the API key and version and decodes the request header (frames are at least 8 bytes).
+pub fn parse_header(body: &mut Bytes) -> anyhow::Result<(ApiKey, RequestHeader)> {
+    anyhow::ensure!(
+        body.len() >= 8,
+        "request of {} bytes is too short",
+        body.len()
+    );
     let api_key = i16::from_be_bytes([body[0], body[1]]);
     let api_version = i16::from_be_bytes([body[2], body[3]]);
     let Ok(key) = ApiKey::try_from(api_key) else {
         anyhow::bail!("unknown API key {api_key}");
     };
     let header_version = key.request_header_version(api_version);
-    let header = RequestHeader::decode(&mut body, header_version)
+    let header = RequestHeader::decode(body, header_version)
         .map_err(|e| anyhow::anyhow!("bad request header: {e}"))?;
+    Ok((key, header))
+}
+
+/// Decodes the header and hands the request to its API's handler.
+async fn dispatch(broker: &Arc<Broker>, mut body: Bytes) -> anyhow::Result<Reply> {
+    let (key, header) = parse_header(&mut body)?;
+    let api_version = header.request_api_version;
     let span = tracing::debug_span!(
         "request",
         api = ?key,
