@@ -36,6 +36,8 @@ pub struct Broker {
     pub wal: Arc<Wal>,
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// The group coordinator (every group, on a single node).
+    pub groups: Arc<crate::group::Coordinator>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion on this broker.
     admin: tokio::sync::Mutex<()>,
@@ -225,7 +227,25 @@ impl Broker {
             }
         }
 
+        let groups = crate::group::Coordinator::start(
+            catalog.store().clone(),
+            crate::group::GroupSettings {
+                initial_rebalance_delay: Duration::from_millis(
+                    config.group_initial_rebalance_delay_ms,
+                ),
+                min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+                max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+                offsets_retention: Duration::from_secs(config.offsets_retention_minutes * 60),
+                offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+                max_protocol_metadata_bytes: 1024 * 1024,
+                max_members: config.group_max_size,
+            },
+        )
+        .await
+        .context("load consumer groups")?;
+
         Ok(Arc::new(Broker {
+            groups,
             config,
             node_id,
             cluster_id,

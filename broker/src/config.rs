@@ -30,6 +30,16 @@ pub struct Config {
     pub max_decompressed_batch_bytes: usize,
     /// Producers idle this long are forgotten (Kafka's `producer.id.expiration.ms`).
     pub producer_id_expiration_ms: i64,
+    /// A new group waits this long for more members before its first rebalance completes.
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// Members per group at most.
+    pub group_max_size: usize,
+    /// Committed offsets of a group without members are kept this long after the last commit.
+    pub offsets_retention_minutes: u64,
+    /// Longest metadata string accepted with a committed offset.
+    pub offset_metadata_max_bytes: usize,
     pub log: LogDefaults,
     pub wal: WalSettings,
 }
@@ -73,6 +83,12 @@ impl Default for Config {
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
             producer_id_expiration_ms: 86_400_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 10_000,
+            offsets_retention_minutes: 10_080,
+            offset_metadata_max_bytes: 4_096,
             log: LogDefaults::default(),
             wal: WalSettings::default(),
         }

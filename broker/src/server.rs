@@ -75,7 +75,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: Cancellat
         let cancel = cancel.clone();
         tokio::spawn(
             async move {
-                if let Err(error) = connection(broker, stream, cancel).await {
+                if let Err(error) = connection(broker, stream, peer.to_string(), cancel).await {
                     tracing::debug!(%error, "connection closed");
                 }
             }
@@ -87,6 +87,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: Cancellat
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
+    peer: String,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.into_split();
@@ -150,7 +151,7 @@ async fn connection(
             let mut body = BytesMut::zeroed(len as usize);
             reader.read_exact(&mut body).await?;
             let body = body.freeze();
-            let reply = dispatch(&broker, body).await?;
+            let reply = dispatch(&broker, body, &peer).await?;
             if tx.send(reply).await.is_err() {
                 return Ok(());
             }
@@ -181,7 +182,7 @@ pub fn parse_header(body: &mut Bytes) -> anyhow::Result<(ApiKey, RequestHeader)>
 }
 
 /// Decodes the header and hands the request to its API's handler.
-async fn dispatch(broker: &Arc<Broker>, mut body: Bytes) -> anyhow::Result<Reply> {
+async fn dispatch(broker: &Arc<Broker>, mut body: Bytes, peer: &str) -> anyhow::Result<Reply> {
     let (key, header) = parse_header(&mut body)?;
     let api_version = header.request_api_version;
     let span = tracing::debug_span!(
@@ -201,7 +202,7 @@ async fn dispatch(broker: &Arc<Broker>, mut body: Bytes) -> anyhow::Result<Reply
     if api_version < min || api_version > max {
         anyhow::bail!("API {key:?} version {api_version} is not supported ({min}..={max})");
     }
-    api::handle(broker, key, header, body)
+    api::handle(broker, key, header, body, peer)
         .instrument(span)
         .await
 }

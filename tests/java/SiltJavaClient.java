@@ -124,6 +124,17 @@ public final class SiltJavaClient {
                             args.length > 4 ? args[4] : "none");
                     break;
                 }
+                case "group-consume": {
+                    need(args, 5, 7);
+                    json = groupConsumeCmd(args[1], args[2], args[3], parseCount(args[4]),
+                            args.length > 5 ? args[5] : "range", args.length > 6 ? args[6] : null);
+                    break;
+                }
+                case "groups-admin": {
+                    need(args, 4, 4);
+                    json = groupsAdminCmd(args[1], args[2], args[3]);
+                    break;
+                }
                 case "admin": {
                     need(args, 3, 3);
                     json = adminCmd(args[1], args[2]);
@@ -440,6 +451,110 @@ public final class SiltJavaClient {
             step("delete topic");
             get(admin.deleteTopics(List.of(topic)).all(), "deleteTopics");
             return "\"checked\":\"admin\"";
+        }
+    }
+
+    /**
+     * Consumes <count> records of <topic> in consumer group <group> (subscribe), committing
+     * synchronously after each poll, with the given assignor (range, roundrobin, sticky,
+     * cooperative-sticky) and optional static group.instance.id. Leaves the group on close.
+     */
+    static String groupConsumeCmd(String bootstrap, String topic, String group, int count, String assignor,
+            String instanceId) throws Exception {
+        Properties p = consumerProps(bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        String cls;
+        switch (assignor) {
+            case "range": cls = "org.apache.kafka.clients.consumer.RangeAssignor"; break;
+            case "roundrobin": cls = "org.apache.kafka.clients.consumer.RoundRobinAssignor"; break;
+            case "sticky": cls = "org.apache.kafka.clients.consumer.StickyAssignor"; break;
+            case "cooperative-sticky": cls = "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"; break;
+            default: throw new CheckFailed("unknown assignor " + assignor);
+        }
+        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, cls);
+        if (instanceId != null) {
+            p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instanceId);
+        }
+        String session = System.getenv("SILT_JAVA_SESSION_TIMEOUT_MS");
+        if (session != null) {
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, session);
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, Integer.toString(Math.max(100, Integer.parseInt(session) / 6)));
+        }
+        int got = 0;
+        java.util.Set<Integer> partitions = new java.util.TreeSet<>();
+        long deadline = System.currentTimeMillis() + 2 * TIMEOUT_MS;
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
+            step("subscribe");
+            consumer.subscribe(List.of(topic));
+            while ((got < count || consumer.assignment().isEmpty()) && System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<String, String> r : records) {
+                    partitions.add(r.partition());
+                    got++;
+                }
+                if (!records.isEmpty()) {
+                    consumer.commitSync(Duration.ofMillis(TIMEOUT_MS));
+                }
+            }
+            check(got >= count, "consumed " + got + " of " + count + " in group " + group);
+            check(!consumer.assignment().isEmpty(), "partitions assigned in group " + group);
+            step("committed");
+            java.util.Set<TopicPartition> assigned = consumer.assignment();
+            Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> committed =
+                    consumer.committed(assigned, Duration.ofMillis(TIMEOUT_MS));
+            check(committed.values().stream().allMatch(o -> o != null), "offsets committed for " + assigned);
+        }
+        return "\"consumed\":" + got + ",\"partitions\":" + partitions.size();
+    }
+
+    /** AdminClient on consumer groups: list, describe, offsets and lag, delete. */
+    static String groupsAdminCmd(String bootstrap, String topic, String group) throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("list groups");
+            java.util.Collection<org.apache.kafka.clients.admin.ConsumerGroupListing> groups =
+                    get(admin.listConsumerGroups().all(), "listConsumerGroups");
+            check(groups.stream().anyMatch(g -> g.groupId().equals(group)), "group listed: " + groups);
+            step("describe group");
+            org.apache.kafka.clients.admin.ConsumerGroupDescription d =
+                    get(admin.describeConsumerGroups(List.of(group)).all(), "describeConsumerGroups").get(group);
+            check(d != null, "described");
+            step("list offsets and lag");
+            Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> offsets =
+                    get(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata(), "listConsumerGroupOffsets");
+            check(!offsets.isEmpty(), "committed offsets listed");
+            Map<TopicPartition, org.apache.kafka.clients.admin.OffsetSpec> latest = new HashMap<>();
+            for (TopicPartition tp : offsets.keySet()) {
+                latest.put(tp, org.apache.kafka.clients.admin.OffsetSpec.latest());
+            }
+            Map<TopicPartition, org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo> ends =
+                    get(admin.listOffsets(latest).all(), "listOffsets");
+            long lag = 0;
+            long committedTotal = 0;
+            for (Map.Entry<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> e : offsets.entrySet()) {
+                lag += ends.get(e.getKey()).offset() - e.getValue().offset();
+                committedTotal += e.getValue().offset();
+            }
+            step("delete group");
+            if (d.members().isEmpty()) {
+                get(admin.deleteConsumerGroups(List.of(group)).all(), "deleteConsumerGroups");
+                java.util.Collection<org.apache.kafka.clients.admin.ConsumerGroupListing> after =
+                        get(admin.listConsumerGroups().all(), "listConsumerGroups");
+                check(after.stream().noneMatch(g -> g.groupId().equals(group)), "group deleted: " + after);
+            } else {
+                // Static members do not leave on close: the group keeps them until their session
+                // ends, and a group with members cannot be deleted.
+                try {
+                    get(admin.deleteConsumerGroups(List.of(group)).all(), "deleteConsumerGroups");
+                    throw new CheckFailed("a group with members was deleted");
+                } catch (ExecutionException e) {
+                    check(e.getCause() instanceof org.apache.kafka.common.errors.GroupNotEmptyException,
+                            "expected GroupNotEmptyException, got " + describe(e.getCause()));
+                }
+            }
+            return "\"members\":" + d.members().size() + ","
+                    + "\"state\":" + jsonString(d.state().toString()) + ",\"committed\":" + committedTotal + ",\"lag\":" + lag;
         }
     }
 

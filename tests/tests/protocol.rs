@@ -63,7 +63,7 @@ fn api_versions_at_an_unknown_version_answers_in_the_v0_layout() {
         !response
             .api_keys
             .iter()
-            .any(|k| k.api_key == ApiKey::FindCoordinator as i16),
+            .any(|k| k.api_key == ApiKey::EndTxn as i16),
         "nothing unimplemented is advertised"
     );
 }

@@ -5,18 +5,30 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod groups;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use crate::broker::Broker;
 use crate::log::batch::BatchError;
@@ -46,6 +58,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -60,8 +83,26 @@ pub async fn handle(
     key: ApiKey,
     header: RequestHeader,
     mut body: Bytes,
+    peer: &str,
 ) -> anyhow::Result<Reply> {
     Ok(match key {
+        ApiKey::FindCoordinator => {
+            Reply::Now(find_coordinator::handle(broker, &header, &mut body)?)
+        }
+        ApiKey::JoinGroup => join_group::handle(broker, header, &mut body, peer)?,
+        ApiKey::SyncGroup => sync_group::handle(broker, header, &mut body)?,
+        ApiKey::Heartbeat => Reply::Now(heartbeat::handle(broker, &header, &mut body)?),
+        ApiKey::LeaveGroup => Reply::Now(leave_group::handle(broker, &header, &mut body)?),
+        ApiKey::OffsetCommit => offset_commit::handle(broker, header, &mut body)?,
+        ApiKey::OffsetFetch => Reply::Now(offset_fetch::handle(broker, &header, &mut body)?),
+        ApiKey::ListGroups => Reply::Now(list_groups::handle(broker, &header, &mut body)?),
+        ApiKey::DescribeGroups => Reply::Now(describe_groups::handle(broker, &header, &mut body)?),
+        ApiKey::DeleteGroups => {
+            Reply::Now(delete_groups::handle(broker, &header, &mut body).await?)
+        }
+        ApiKey::OffsetDelete => {
+            Reply::Now(offset_delete::handle(broker, &header, &mut body).await?)
+        }
         ApiKey::Produce => produce::handle(broker, header, &mut body).await?,
         ApiKey::Fetch => fetch::handle(broker, header, &mut body)?,
         // Timestamp lookups read and decompress batches: off the runtime threads.
@@ -163,6 +204,17 @@ pub fn decode_request(mut body: Bytes) -> anyhow::Result<()> {
         ApiKey::CreatePartitions => drop(decode::<m::CreatePartitionsRequest>(&header, &mut body)?),
         ApiKey::DescribeLogDirs => drop(decode::<m::DescribeLogDirsRequest>(&header, &mut body)?),
         ApiKey::DescribeCluster => drop(decode::<m::DescribeClusterRequest>(&header, &mut body)?),
+        ApiKey::FindCoordinator => drop(decode::<m::FindCoordinatorRequest>(&header, &mut body)?),
+        ApiKey::JoinGroup => drop(decode::<m::JoinGroupRequest>(&header, &mut body)?),
+        ApiKey::SyncGroup => drop(decode::<m::SyncGroupRequest>(&header, &mut body)?),
+        ApiKey::Heartbeat => drop(decode::<m::HeartbeatRequest>(&header, &mut body)?),
+        ApiKey::LeaveGroup => drop(decode::<m::LeaveGroupRequest>(&header, &mut body)?),
+        ApiKey::OffsetCommit => drop(decode::<m::OffsetCommitRequest>(&header, &mut body)?),
+        ApiKey::OffsetFetch => drop(decode::<m::OffsetFetchRequest>(&header, &mut body)?),
+        ApiKey::ListGroups => drop(decode::<m::ListGroupsRequest>(&header, &mut body)?),
+        ApiKey::DescribeGroups => drop(decode::<m::DescribeGroupsRequest>(&header, &mut body)?),
+        ApiKey::DeleteGroups => drop(decode::<m::DeleteGroupsRequest>(&header, &mut body)?),
+        ApiKey::OffsetDelete => drop(decode::<m::OffsetDeleteRequest>(&header, &mut body)?),
         other => anyhow::bail!("API {other:?} has no decoder here"),
     }
     Ok(())

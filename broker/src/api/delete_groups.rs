@@ -1,0 +1,33 @@
+//! DeleteGroups: removes groups without members, with their committed offsets.
+
+use super::groups::code;
+use crate::broker::Broker;
+use crate::server::{decode, frame, Frame};
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, RequestHeader};
+use std::sync::Arc;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Frame> {
+    let request: DeleteGroupsRequest = decode(header, body)?;
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for id in &request.groups_names {
+        let error = match broker.groups.delete(id.as_str()).await {
+            Ok(()) => 0,
+            Err(e) => code(e),
+        };
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(id.clone())
+                .with_error_code(error),
+        );
+    }
+    Ok(frame(
+        header,
+        &DeleteGroupsResponse::default().with_results(results),
+    ))
+}

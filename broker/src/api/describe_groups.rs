@@ -1,0 +1,66 @@
+//! DescribeGroups: state, protocol, members with their metadata and assignments.
+
+use super::metadata::bits;
+use crate::broker::Broker;
+use crate::server::{decode, frame, Frame};
+use bytes::Bytes;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, RequestHeader};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+
+/// Kafka's AclOperation codes for groups: READ, DELETE, DESCRIBE.
+const GROUP_OPERATIONS: &[i32] = &[3, 6, 8];
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Frame> {
+    let version = header.request_api_version;
+    let request: DescribeGroupsRequest = decode(header, body)?;
+    let ops = if request.include_authorized_operations {
+        bits(GROUP_OPERATIONS)
+    } else {
+        i32::MIN
+    };
+    let groups = request
+        .groups
+        .iter()
+        .map(|id| {
+            let base = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(ops);
+            let Some(g) = broker.groups.describe(id.as_str()) else {
+                return base.with_group_state(StrBytes::from_static_str("Dead"));
+            };
+            base.with_group_state(StrBytes::from_static_str(g.state))
+                .with_protocol_type(StrBytes::from_string(g.protocol_type))
+                .with_protocol_data(StrBytes::from_string(g.protocol_name))
+                .with_members(
+                    g.members
+                        .into_iter()
+                        .map(|m| {
+                            let member = DescribedGroupMember::default()
+                                .with_member_id(StrBytes::from_string(m.id))
+                                .with_client_id(StrBytes::from_string(m.client_id))
+                                .with_client_host(StrBytes::from_string(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment);
+                            if version >= 4 {
+                                member.with_group_instance_id(
+                                    m.instance_id.map(StrBytes::from_string),
+                                )
+                            } else {
+                                member
+                            }
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Ok(frame(
+        header,
+        &DescribeGroupsResponse::default().with_groups(groups),
+    ))
+}

@@ -1,0 +1,1071 @@
+//! Group membership state machine and the offsets flusher.
+
+use super::offsets::{GroupOffsets, OffsetEntry};
+use bytes::Bytes;
+use silt_metadata::MetadataStore;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+const GROUPS_PREFIX: &str = "/silt/groups/";
+
+fn group_key(group: &str) -> String {
+    format!("{GROUPS_PREFIX}{group}")
+}
+
+/// Coordinator settings (Kafka's `group.*` and `offsets.*` broker settings).
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub initial_rebalance_delay: Duration,
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub offsets_retention: Duration,
+    pub offset_metadata_max_bytes: usize,
+    /// Bound on one member's protocol metadata (all protocols together).
+    pub max_protocol_metadata_bytes: usize,
+    pub max_members: usize,
+}
+
+/// Errors answered to clients, one Kafka code each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("unknown member id")]
+    UnknownMemberId,
+    #[error("illegal generation")]
+    IllegalGeneration,
+    #[error("rebalance in progress")]
+    RebalanceInProgress,
+    #[error("member id required")]
+    MemberIdRequired,
+    #[error("inconsistent group protocol")]
+    InconsistentGroupProtocol,
+    #[error("invalid session timeout")]
+    InvalidSessionTimeout,
+    #[error("fenced instance id")]
+    FencedInstanceId,
+    #[error("group is full")]
+    GroupMaxSizeReached,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("group id not found")]
+    GroupIdNotFound,
+    #[error("group is not empty")]
+    NonEmptyGroup,
+    #[error("coordinator not available")]
+    CoordinatorNotAvailable,
+    #[error("request timed out")]
+    RequestTimedOut,
+    #[error("protocol metadata too large")]
+    MetadataTooLarge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+            State::Dead => "Dead",
+        }
+    }
+}
+
+/// What JoinGroup answers.
+#[derive(Debug, Clone)]
+pub struct JoinOutcome {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub leader: String,
+    pub member_id: String,
+    /// For the leader: every member's id, instance id and metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+    /// MEMBER_ID_REQUIRED: join again with `member_id`.
+    pub member_id_required: bool,
+}
+
+struct Member {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_heartbeat: Instant,
+    join_waiter: Option<oneshot::Sender<Result<JoinOutcome, GroupError>>>,
+    sync_waiter: Option<oneshot::Sender<Result<Bytes, GroupError>>>,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+struct Group {
+    id: String,
+    state: State,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined.
+    pending: HashMap<String, Instant>,
+    /// group.instance.id → member id (static members).
+    instances: HashMap<String, String>,
+    rebalance_deadline: Option<Instant>,
+    /// A new group waits `initial_rebalance_delay` for more members before its first generation.
+    initial_delay_until: Option<Instant>,
+    offsets: GroupOffsets,
+}
+
+/// A snapshot for DescribeGroups / ListGroups.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub id: String,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberSummary {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+struct Flush {
+    dirty: HashSet<String>,
+    waiters: Vec<oneshot::Sender<bool>>,
+}
+
+pub struct Coordinator {
+    store: Arc<dyn MetadataStore>,
+    settings: GroupSettings,
+    groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
+    flush: Mutex<Flush>,
+    flush_wake: Arc<Notify>,
+}
+
+impl Coordinator {
+    /// Loads every group's committed offsets and starts the flusher and the member clock.
+    pub async fn start(
+        store: Arc<dyn MetadataStore>,
+        settings: GroupSettings,
+    ) -> anyhow::Result<Arc<Coordinator>> {
+        let coordinator = Arc::new(Coordinator {
+            store: store.clone(),
+            settings,
+            groups: Mutex::new(HashMap::new()),
+            flush: Mutex::new(Flush {
+                dirty: HashSet::new(),
+                waiters: Vec::new(),
+            }),
+            flush_wake: Arc::new(Notify::new()),
+        });
+        for kv in store.list(GROUPS_PREFIX).await? {
+            let id = kv.key[GROUPS_PREFIX.len()..].to_string();
+            let offsets: GroupOffsets = serde_json::from_slice(&kv.value)?;
+            let group = coordinator.group(&id, true).expect("created");
+            group.lock().expect("group lock").offsets = offsets;
+        }
+        tokio::spawn(flusher(
+            Arc::downgrade(&coordinator),
+            coordinator.flush_wake.clone(),
+        ));
+        tokio::spawn(clock(Arc::downgrade(&coordinator)));
+        Ok(coordinator)
+    }
+
+    fn group(&self, id: &str, create: bool) -> Option<Arc<Mutex<Group>>> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        if let Some(g) = groups.get(id) {
+            return Some(g.clone());
+        }
+        if !create {
+            return None;
+        }
+        let g = Arc::new(Mutex::new(Group {
+            id: id.to_string(),
+            state: State::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            instances: HashMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            offsets: GroupOffsets::default(),
+        }));
+        groups.insert(id.to_string(), g.clone());
+        Some(g)
+    }
+
+    fn all_groups(&self) -> Vec<Arc<Mutex<Group>>> {
+        self.groups
+            .lock()
+            .expect("groups lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// JoinGroup. Resolves when the rebalance completes (or at once with an error).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn join(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<String>,
+        client_id: &str,
+        client_host: &str,
+        session_timeout: Duration,
+        rebalance_timeout: Duration,
+        protocol_type: &str,
+        protocols: Vec<(String, Bytes)>,
+        require_known_member_id: bool,
+    ) -> Result<JoinOutcome, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if session_timeout < self.settings.min_session_timeout
+            || session_timeout > self.settings.max_session_timeout
+        {
+            return Err(GroupError::InvalidSessionTimeout);
+        }
+        if protocols.is_empty() || protocol_type.is_empty() {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        if protocols
+            .iter()
+            .map(|(n, m)| n.len() + m.len())
+            .sum::<usize>()
+            > self.settings.max_protocol_metadata_bytes
+        {
+            return Err(GroupError::MetadataTooLarge);
+        }
+        let group = self.group(group_id, true).expect("created");
+        let rx = {
+            let mut g = group.lock().expect("group lock");
+            if g.state == State::Dead {
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+            if let Some(pt) = &g.protocol_type {
+                if !g.members.is_empty() && pt != protocol_type {
+                    return Err(GroupError::InconsistentGroupProtocol);
+                }
+            }
+            // Every member must share at least one protocol with the rest of the group.
+            if !g.members.is_empty() {
+                let shared = protocols.iter().any(|(name, _)| {
+                    g.members
+                        .values()
+                        .filter(|m| m.id != member_id)
+                        .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+                });
+                if !shared {
+                    return Err(GroupError::InconsistentGroupProtocol);
+                }
+            }
+            let now = Instant::now();
+            let id = if member_id.is_empty() {
+                let new_id = format!("{client_id}-{}", uuid::Uuid::new_v4());
+                match &instance_id {
+                    Some(instance) => {
+                        // A static member that comes back replaces its old incarnation.
+                        if let Some(old) = g.instances.insert(instance.clone(), new_id.clone()) {
+                            if let Some(mut old_member) = g.members.remove(&old) {
+                                if let Some(w) = old_member.join_waiter.take() {
+                                    let _ = w.send(Err(GroupError::FencedInstanceId));
+                                }
+                                if let Some(w) = old_member.sync_waiter.take() {
+                                    let _ = w.send(Err(GroupError::FencedInstanceId));
+                                }
+                                if g.leader.as_deref() == Some(old.as_str()) {
+                                    g.leader = Some(new_id.clone());
+                                }
+                            }
+                        }
+                    }
+                    None if require_known_member_id => {
+                        // KIP-394: hand out the id; the client joins again with it.
+                        g.pending.insert(new_id.clone(), now);
+                        return Ok(JoinOutcome {
+                            generation: -1,
+                            protocol_type: String::new(),
+                            protocol_name: String::new(),
+                            leader: String::new(),
+                            member_id: new_id,
+                            members: Vec::new(),
+                            member_id_required: true,
+                        });
+                    }
+                    None => {}
+                }
+                new_id
+            } else {
+                let known = g.members.contains_key(member_id) || g.pending.contains_key(member_id);
+                if !known {
+                    return Err(GroupError::UnknownMemberId);
+                }
+                if let Some(instance) = &instance_id {
+                    if g.instances.get(instance).is_some_and(|m| m != member_id) {
+                        return Err(GroupError::FencedInstanceId);
+                    }
+                }
+                member_id.to_string()
+            };
+            g.pending.remove(&id);
+            if !g.members.contains_key(&id) && g.members.len() >= self.settings.max_members {
+                return Err(GroupError::GroupMaxSizeReached);
+            }
+            if let Some(instance) = &instance_id {
+                g.instances.insert(instance.clone(), id.clone());
+            }
+            let (tx, rx) = oneshot::channel();
+            let member = g.members.entry(id.clone()).or_insert_with(|| Member {
+                id: id.clone(),
+                instance_id: instance_id.clone(),
+                client_id: client_id.to_string(),
+                client_host: client_host.to_string(),
+                session_timeout,
+                rebalance_timeout,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+            });
+            member.protocols = protocols;
+            member.session_timeout = session_timeout;
+            member.rebalance_timeout = rebalance_timeout;
+            member.last_heartbeat = now;
+            if let Some(old) = member.join_waiter.replace(tx) {
+                let _ = old.send(Err(GroupError::RebalanceInProgress));
+            }
+            g.protocol_type = Some(protocol_type.to_string());
+            if g.state != State::PreparingRebalance {
+                self.prepare_rebalance(&mut g);
+            }
+            self.maybe_complete_join(&mut g);
+            rx
+        };
+        let wait =
+            rebalance_timeout.max(self.settings.initial_rebalance_delay) + Duration::from_secs(5);
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(GroupError::RebalanceInProgress),
+            Err(_) => Err(GroupError::RequestTimedOut),
+        }
+    }
+
+    fn prepare_rebalance(&self, g: &mut Group) {
+        let now = Instant::now();
+        // Like Kafka: an empty group waits a moment for more members before its first generation.
+        if g.state == State::Empty {
+            g.initial_delay_until = Some(now + self.settings.initial_rebalance_delay);
+        }
+        // Members waiting for their assignment learn that it is coming from a new generation.
+        for m in g.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(Err(GroupError::RebalanceInProgress));
+            }
+        }
+        let timeout = g
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(60));
+        g.rebalance_deadline = Some(now + timeout);
+        g.state = State::PreparingRebalance;
+    }
+
+    /// Completes the join phase when every member has rejoined (after a new group's initial
+    /// delay), or when the rebalance deadline passed (members that did not rejoin are removed).
+    fn maybe_complete_join(&self, g: &mut Group) {
+        if g.state != State::PreparingRebalance {
+            return;
+        }
+        let now = Instant::now();
+        let all_joined = g.members.values().all(|m| m.join_waiter.is_some());
+        let delayed = g.initial_delay_until.is_some_and(|t| now < t);
+        let deadline_passed = g.rebalance_deadline.is_some_and(|t| now >= t);
+        if !(all_joined && !delayed || deadline_passed) {
+            return;
+        }
+        g.initial_delay_until = None;
+        g.rebalance_deadline = None;
+        let gone: Vec<String> = g
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none())
+            .map(|m| m.id.clone())
+            .collect();
+        for id in gone {
+            remove_member(g, &id);
+        }
+        g.generation += 1;
+        if g.members.is_empty() {
+            g.state = State::Empty;
+            g.leader = None;
+            g.protocol_name = None;
+            return;
+        }
+        // The protocol most members prefer among those all of them support.
+        let candidates: Vec<String> = g
+            .members
+            .values()
+            .next()
+            .map(|m| m.protocols.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let candidates: Vec<String> = candidates
+            .into_iter()
+            .filter(|c| {
+                g.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == c))
+            })
+            .collect();
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for m in g.members.values() {
+            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        let protocol = candidates
+            .iter()
+            .max_by_key(|c| {
+                (
+                    votes.get(c.as_str()).copied().unwrap_or(0),
+                    std::cmp::Reverse(candidates.iter().position(|x| x == *c)),
+                )
+            })
+            .cloned()
+            .unwrap_or_default();
+        if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+            g.leader = g.members.keys().next().cloned();
+        }
+        g.protocol_name = Some(protocol.clone());
+        g.state = State::CompletingRebalance;
+        let leader = g.leader.clone().unwrap_or_default();
+        let all: Vec<(String, Option<String>, Bytes)> = g
+            .members
+            .values()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect();
+        let generation = g.generation;
+        let protocol_type = g.protocol_type.clone().unwrap_or_default();
+        for m in g.members.values_mut() {
+            m.assignment = Bytes::new();
+            m.last_heartbeat = now;
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(Ok(JoinOutcome {
+                    generation,
+                    protocol_type: protocol_type.clone(),
+                    protocol_name: protocol.clone(),
+                    leader: leader.clone(),
+                    member_id: m.id.clone(),
+                    members: if m.id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    member_id_required: false,
+                }));
+            }
+        }
+    }
+
+    /// SyncGroup: the leader hands in assignments; everyone receives theirs.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<(Bytes, String, String), GroupError> {
+        let group = self
+            .group(group_id, false)
+            .ok_or(GroupError::UnknownMemberId)?;
+        let (rx, session, names) = {
+            let mut g = group.lock().expect("group lock");
+            check_member(&g, member_id, instance_id)?;
+            if generation != g.generation {
+                return Err(GroupError::IllegalGeneration);
+            }
+            let names = (
+                g.protocol_type.clone().unwrap_or_default(),
+                g.protocol_name.clone().unwrap_or_default(),
+            );
+            match g.state {
+                State::PreparingRebalance => return Err(GroupError::RebalanceInProgress),
+                State::Stable => {
+                    let m = g.members.get(member_id).expect("checked");
+                    return Ok((m.assignment.clone(), names.0, names.1));
+                }
+                State::Empty | State::Dead => return Err(GroupError::UnknownMemberId),
+                State::CompletingRebalance => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            let session = {
+                let m = g.members.get_mut(member_id).expect("checked");
+                m.sync_waiter = Some(tx);
+                m.last_heartbeat = Instant::now();
+                m.session_timeout
+            };
+            if g.leader.as_deref() == Some(member_id) {
+                let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                for m in g.members.values_mut() {
+                    m.assignment = given.remove(&m.id).unwrap_or_default();
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(Ok(m.assignment.clone()));
+                    }
+                }
+                g.state = State::Stable;
+            }
+            (rx, session, names)
+        };
+        match tokio::time::timeout(session + Duration::from_secs(5), rx).await {
+            Ok(Ok(Ok(assignment))) => Ok((assignment, names.0, names.1)),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) | Err(_) => Err(GroupError::RebalanceInProgress),
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let group = self
+            .group(group_id, false)
+            .ok_or(GroupError::UnknownMemberId)?;
+        let mut g = group.lock().expect("group lock");
+        check_member(&g, member_id, instance_id)?;
+        g.members
+            .get_mut(member_id)
+            .expect("checked")
+            .last_heartbeat = Instant::now();
+        if g.state == State::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        if generation != g.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// LeaveGroup for each (member id, instance id); per-member results.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let group = self
+            .group(group_id, false)
+            .ok_or(GroupError::UnknownMemberId)?;
+        let mut g = group.lock().expect("group lock");
+        let mut results = Vec::new();
+        let mut left = false;
+        for (member_id, instance_id) in members {
+            let id = match (member_id.as_str(), instance_id) {
+                ("", Some(instance)) => match g.instances.get(instance) {
+                    Some(id) => id.clone(),
+                    None => {
+                        results.push(Err(GroupError::UnknownMemberId));
+                        continue;
+                    }
+                },
+                (id, Some(instance)) if g.instances.get(instance).is_some_and(|m| m != id) => {
+                    results.push(Err(GroupError::FencedInstanceId));
+                    continue;
+                }
+                (id, _) => id.to_string(),
+            };
+            if g.pending.remove(&id).is_some() {
+                results.push(Ok(()));
+                continue;
+            }
+            if !g.members.contains_key(&id) {
+                results.push(Err(GroupError::UnknownMemberId));
+                continue;
+            }
+            remove_member(&mut g, &id);
+            left = true;
+            results.push(Ok(()));
+        }
+        if left {
+            self.after_membership_change(&mut g);
+        }
+        Ok(results)
+    }
+
+    fn after_membership_change(&self, g: &mut Group) {
+        if g.members.is_empty() && g.state != State::PreparingRebalance {
+            g.state = State::Empty;
+            g.generation += 1;
+            g.leader = None;
+            return;
+        }
+        if g.state != State::PreparingRebalance {
+            self.prepare_rebalance(g);
+        }
+        self.maybe_complete_join(g);
+    }
+
+    /// Expires members whose session ran out and completes rebalances whose time has come.
+    fn tick(&self) {
+        let now = Instant::now();
+        for group in self.all_groups() {
+            let mut g = group.lock().expect("group lock");
+            let expired: Vec<String> = g
+                .members
+                .values()
+                .filter(|m| {
+                    m.join_waiter.is_none()
+                        && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
+                .filter(|_| g.state != State::PreparingRebalance)
+                .map(|m| m.id.clone())
+                .collect();
+            g.pending
+                .retain(|_, at| now.duration_since(*at) < Duration::from_secs(300));
+            if !expired.is_empty() {
+                for id in &expired {
+                    tracing::info!(group = %g.id, member = %id, "member session expired");
+                    remove_member(&mut g, id);
+                }
+                self.after_membership_change(&mut g);
+            }
+            self.maybe_complete_join(&mut g);
+        }
+    }
+
+    /// Commits offsets after checking membership; resolves once they are durable.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetEntry)>,
+    ) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let group = self.group(group_id, true).expect("created");
+        {
+            let mut g = group.lock().expect("group lock");
+            if generation < 0 && member_id.is_empty() {
+                // A "simple" consumer (assign + commit) may commit only to a group without members.
+                if !g.members.is_empty() {
+                    return Err(GroupError::IllegalGeneration);
+                }
+            } else {
+                check_member(&g, member_id, instance_id)?;
+                if g.state == State::PreparingRebalance {
+                    return Err(GroupError::RebalanceInProgress);
+                }
+                if generation != g.generation {
+                    return Err(GroupError::IllegalGeneration);
+                }
+                g.members
+                    .get_mut(member_id)
+                    .expect("checked")
+                    .last_heartbeat = Instant::now();
+            }
+            for (topic, partition, entry) in offsets {
+                g.offsets.put(&topic, partition, entry);
+            }
+        }
+        self.flushed(group_id).await
+    }
+
+    /// Marks the group dirty and waits for the flusher to write it.
+    async fn flushed(&self, group_id: &str) -> Result<(), GroupError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut f = self.flush.lock().expect("flush lock");
+            f.dirty.insert(group_id.to_string());
+            f.waiters.push(tx);
+        }
+        self.flush_wake.notify_one();
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(true)) => Ok(()),
+            _ => Err(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
+    pub fn offsets(&self, group_id: &str) -> Option<GroupOffsets> {
+        Some(
+            self.group(group_id, false)?
+                .lock()
+                .expect("group lock")
+                .offsets
+                .clone(),
+        )
+    }
+
+    pub fn list(&self) -> Vec<GroupSummary> {
+        let mut out: Vec<GroupSummary> = self
+            .all_groups()
+            .iter()
+            .map(|g| summary(&g.lock().expect("group lock")))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        Some(summary(
+            &self.group(group_id, false)?.lock().expect("group lock"),
+        ))
+    }
+
+    /// DeleteGroups: only groups without members; their offsets go too.
+    pub async fn delete(&self, group_id: &str) -> Result<(), GroupError> {
+        let group = self
+            .group(group_id, false)
+            .ok_or(GroupError::GroupIdNotFound)?;
+        {
+            let mut g = group.lock().expect("group lock");
+            if !g.members.is_empty() {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            g.state = State::Dead;
+            g.offsets = GroupOffsets::default();
+        }
+        self.groups.lock().expect("groups lock").remove(group_id);
+        self.flushed(group_id).await
+    }
+
+    /// OffsetDelete: refuses partitions of topics the group's members subscribe to.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        subscribed: &HashSet<String>,
+    ) -> Result<Vec<bool>, GroupError> {
+        let group = self
+            .group(group_id, false)
+            .ok_or(GroupError::GroupIdNotFound)?;
+        let results = {
+            let mut g = group.lock().expect("group lock");
+            partitions
+                .iter()
+                .map(|(t, p)| {
+                    if subscribed.contains(t) {
+                        false
+                    } else {
+                        g.offsets.remove(t, *p);
+                        true
+                    }
+                })
+                .collect()
+        };
+        self.flushed(group_id).await?;
+        Ok(results)
+    }
+
+    /// Members' protocol metadata (for working out subscriptions).
+    pub fn member_metadata(&self, group_id: &str) -> Vec<Bytes> {
+        let Some(group) = self.group(group_id, false) else {
+            return Vec::new();
+        };
+        let g = group.lock().expect("group lock");
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        g.members
+            .values()
+            .map(|m| m.metadata_for(&protocol))
+            .collect()
+    }
+
+    /// Drops the offsets of groups that have been empty longer than the retention.
+    fn expire_offsets(&self, now_ms: i64) -> Vec<String> {
+        let retention = self.settings.offsets_retention.as_millis() as i64;
+        let mut expired = Vec::new();
+        for group in self.all_groups() {
+            let mut g = group.lock().expect("group lock");
+            if g.state == State::Empty
+                && !g.offsets.is_empty()
+                && g.offsets
+                    .newest_commit_ms()
+                    .is_some_and(|t| now_ms - t > retention)
+            {
+                tracing::info!(group = %g.id, "expiring the offsets of an empty group");
+                g.offsets = GroupOffsets::default();
+                expired.push(g.id.clone());
+            }
+        }
+        expired
+    }
+}
+
+fn check_member(g: &Group, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
+    if let Some(instance) = instance_id {
+        if let Some(current) = g.instances.get(instance) {
+            if current != member_id {
+                return Err(GroupError::FencedInstanceId);
+            }
+        }
+    }
+    if !g.members.contains_key(member_id) {
+        return Err(GroupError::UnknownMemberId);
+    }
+    Ok(())
+}
+
+fn remove_member(g: &mut Group, id: &str) {
+    if let Some(mut m) = g.members.remove(id) {
+        if let Some(instance) = &m.instance_id {
+            if g.instances.get(instance).is_some_and(|x| x == id) {
+                g.instances.remove(instance);
+            }
+        }
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(Err(GroupError::UnknownMemberId));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(Err(GroupError::UnknownMemberId));
+        }
+    }
+    if g.leader.as_deref() == Some(id) {
+        g.leader = None;
+    }
+}
+
+fn summary(g: &Group) -> GroupSummary {
+    let protocol = g.protocol_name.clone().unwrap_or_default();
+    GroupSummary {
+        id: g.id.clone(),
+        state: g.state.name(),
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        protocol_name: if g.state == State::Stable || g.state == State::CompletingRebalance {
+            protocol.clone()
+        } else {
+            String::new()
+        },
+        members: g
+            .members
+            .values()
+            .map(|m| MemberSummary {
+                id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m.metadata_for(&protocol),
+                assignment: m.assignment.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Writes dirty groups' offsets, one store write per group per round, and answers the waiting
+/// commits once the round is durable.
+async fn flusher(coordinator: Weak<Coordinator>, wake: Arc<Notify>) {
+    loop {
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        let (dirty, waiters) = {
+            let mut f = c.flush.lock().expect("flush lock");
+            (std::mem::take(&mut f.dirty), std::mem::take(&mut f.waiters))
+        };
+        if dirty.is_empty() && waiters.is_empty() {
+            drop(c);
+            // notify_one keeps a permit, so a commit made meanwhile is not missed; the bound
+            // lets a dropped coordinator end this task.
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+            continue;
+        }
+        let mut ok = true;
+        for id in dirty {
+            let offsets = c
+                .group(&id, false)
+                .map(|g| g.lock().expect("group lock").offsets.clone());
+            let key = group_key(&id);
+            let result = match offsets {
+                Some(o) if !o.is_empty() => match serde_json::to_vec(&o) {
+                    Ok(bytes) => c.store.put(&key, bytes).await.map(|_| ()),
+                    Err(e) => {
+                        tracing::error!(group = %id, error = %e, "encoding offsets failed");
+                        ok = false;
+                        continue;
+                    }
+                },
+                _ => c
+                    .store
+                    .txn(silt_metadata::Txn::new().then(silt_metadata::Op::delete(&key)))
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(group = %id, %error, "writing committed offsets failed");
+                ok = false;
+            }
+        }
+        for w in waiters {
+            let _ = w.send(ok);
+        }
+    }
+}
+
+/// The coordinator's clock: session expiry and rebalance completion every 100 ms, offset
+/// expiry every minute.
+async fn clock(coordinator: Weak<Coordinator>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last_expiry = Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        c.tick();
+        if last_expiry.elapsed() > Duration::from_secs(60) {
+            last_expiry = Instant::now();
+            let expired = c.expire_offsets(crate::log::partition::now_ms());
+            if !expired.is_empty() {
+                let mut f = c.flush.lock().expect("flush lock");
+                f.dirty.extend(expired);
+                drop(f);
+                c.flush_wake.notify_one();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use silt_metadata::EmbeddedMetadataStore;
+
+    fn settings() -> GroupSettings {
+        GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(0),
+            min_session_timeout: Duration::from_millis(100),
+            max_session_timeout: Duration::from_secs(600),
+            offsets_retention: Duration::from_secs(60),
+            offset_metadata_max_bytes: 4096,
+            max_protocol_metadata_bytes: 1024,
+            max_members: 1000,
+        }
+    }
+
+    async fn join(
+        c: &Coordinator,
+        group: &str,
+        member: &str,
+        rebalance: Duration,
+    ) -> Result<JoinOutcome, GroupError> {
+        c.join(
+            group,
+            member,
+            None,
+            "client",
+            "/127.0.0.1",
+            Duration::from_secs(30),
+            rebalance,
+            "consumer",
+            vec![("range".into(), Bytes::from_static(b"m"))],
+            false,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire_and_are_removed_from_the_store() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let c = Coordinator::start(store.clone(), settings()).await.unwrap();
+        let entry = OffsetEntry {
+            offset: 42,
+            leader_epoch: 3,
+            metadata: Some("m".into()),
+            commit_ms: 1_000,
+        };
+        c.commit("g", -1, "", None, vec![("t".into(), 0, entry.clone())])
+            .await
+            .unwrap();
+        assert!(
+            store.get(&group_key("g")).await.unwrap().is_some(),
+            "durable before the answer"
+        );
+        // A restarted coordinator reloads it.
+        let again = Coordinator::start(store.clone(), settings()).await.unwrap();
+        assert_eq!(again.offsets("g").unwrap().get("t", 0), Some(&entry));
+        assert_eq!(
+            c.expire_offsets(1_000 + 59_000),
+            Vec::<String>::new(),
+            "not yet"
+        );
+        assert_eq!(c.expire_offsets(1_000 + 61_000), vec!["g".to_string()]);
+        c.flushed("g").await.unwrap();
+        assert!(store.get(&group_key("g")).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_joins_does_not_stall_other_groups() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let c = Coordinator::start(store, settings()).await.unwrap();
+        // One member that never completes keeps "flood" rebalancing for a minute...
+        let first = join(&c, "flood", "", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let flood: Vec<_> = (0..200)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { join(&c, "flood", "", Duration::from_secs(60)).await })
+            })
+            .collect();
+        // ...while another group forms at once.
+        let started = Instant::now();
+        let calm = join(&c, "calm", "", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(calm.generation, 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(c
+            .heartbeat("flood", first.generation, &first.member_id, None)
+            .is_err());
+        for f in flood {
+            f.abort();
+        }
+    }
+}
