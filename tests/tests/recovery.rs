@@ -136,16 +136,25 @@ async fn retention_deletes_segments_and_advances_log_start() {
         produce(&silt, "short", 10).await;
     }
     let consumer = consumer(&silt.bootstrap());
+    // Retention ran while we produced; wait until it has nothing left to delete (the log
+    // start stays put across several checks).
     let mut low = 0;
+    let mut stable_for = 0;
     for _ in 0..100 {
-        low = consumer
+        let now = consumer
             .fetch_watermarks("short", 0, Duration::from_secs(5))
             .unwrap()
             .0;
-        if low > 0 {
+        stable_for = if now == low && now > 0 {
+            stable_for + 1
+        } else {
+            0
+        };
+        low = now;
+        if stable_for >= 5 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
         low > 0,

@@ -235,5 +235,85 @@ fn main() {
             frame(&DescribeLogDirsRequest::default(), v),
         );
     }
+    let group = || GroupId(StrBytes::from_static_str("g"));
+    for v in [0, 4] {
+        let fc = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("g"))
+            .with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
+        write(&requests, format!("find-coordinator-v{v}"), frame(&fc, v));
+        write(
+            &requests,
+            format!("list-groups-v{v}"),
+            frame(&ListGroupsRequest::default(), v),
+        );
+        let hb = HeartbeatRequest::default()
+            .with_group_id(group())
+            .with_member_id(StrBytes::from_static_str("m"));
+        write(&requests, format!("heartbeat-v{v}"), frame(&hb, v));
+    }
+    for v in [0, 9] {
+        let jg = JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't']))]);
+        write(&requests, format!("join-group-v{v}"), frame(&jg, v));
+    }
+    for v in [0, 5] {
+        let sg = SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(StrBytes::from_static_str("m"))
+                    .with_assignment(Bytes::from_static(&[0, 1, 0, 0, 0, 0])),
+            ]);
+        write(&requests, format!("sync-group-v{v}"), frame(&sg, v));
+        let lg = LeaveGroupRequest::default()
+            .with_group_id(group())
+            .with_member_id(StrBytes::from_static_str("m"))
+            .with_members(vec![leave_group_request::MemberIdentity::default()
+                .with_member_id(StrBytes::from_static_str("m"))]);
+        write(&requests, format!("leave-group-v{v}"), frame(&lg, v));
+        let dg = DescribeGroupsRequest::default().with_groups(vec![group()]);
+        write(&requests, format!("describe-groups-v{v}"), frame(&dg, v));
+    }
+    for v in [2, 8] {
+        let oc = OffsetCommitRequest::default()
+            .with_group_id(group())
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic())
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_committed_offset(3),
+                    ]),
+            ]);
+        write(&requests, format!("offset-commit-v{v}"), frame(&oc, v));
+    }
+    for v in [1, 8] {
+        let of = OffsetFetchRequest::default()
+            .with_group_id(group())
+            .with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group()),
+            ]);
+        write(&requests, format!("offset-fetch-v{v}"), frame(&of, v));
+    }
+    for v in [0, 2] {
+        let dg = DeleteGroupsRequest::default().with_groups_names(vec![group()]);
+        write(&requests, format!("delete-groups-v{v}"), frame(&dg, v));
+    }
+    let od = OffsetDeleteRequest::default()
+        .with_group_id(group())
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default(),
+                ]),
+        ]);
+    write(&requests, "offset-delete-v0".into(), frame(&od, 0));
     println!("wrote {n} seeds under {}", root.display());
 }
