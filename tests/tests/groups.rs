@@ -226,33 +226,58 @@ fn java_consumers_cooperative_sticky_static_membership_and_admin_on_groups() {
     )
     .unwrap();
     assert!(ok, "{out}\n{err}");
-    for (major, assignor, instance) in [
+    let mut total = 900;
+    for (round, (major, assignor, instance)) in [
         (3, "cooperative-sticky", None),
         (4, "cooperative-sticky", None),
         (3, "range", Some("static-a")),
         (4, "sticky", Some("static-b")),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let group = format!("j{major}-{assignor}-{}", instance.unwrap_or("dynamic"));
         let mut cmd = java_client(major);
-        cmd.args(["group-consume", &b, "jgroups", &group, "900", assignor]);
+        cmd.args([
+            "group-consume",
+            &b,
+            "jgroups",
+            &group,
+            &total.to_string(),
+            assignor,
+        ]);
         if let Some(i) = instance {
             cmd.arg(i);
         }
         let (ok, out, err) = run(&mut cmd, Duration::from_secs(120)).unwrap();
         assert!(
-            ok && out.contains("\"consumed\":900"),
+            ok && out.contains(&format!("\"consumed\":{total}")),
             "java {major} {assignor}: {out}\n{err}\n{}",
             silt.log()
         );
+        // After the first group has consumed everything, 50 more records give it a lag of 50.
+        let lag = if round == 0 {
+            let (ok, out, err) = run(
+                java_client(3).args(["produce", &b, "jgroups", "50"]),
+                Duration::from_secs(120),
+            )
+            .unwrap();
+            assert!(ok, "{out}\n{err}");
+            50
+        } else {
+            0
+        };
         let (ok, out, err) = run(
             java_client(major).args(["groups-admin", &b, "jgroups", &group]),
             Duration::from_secs(60),
         )
         .unwrap();
         assert!(
-            ok && out.contains("\"lag\":0") && out.contains("\"committed\":900"),
+            ok && out.contains(&format!("\"lag\":{lag}"))
+                && out.contains(&format!("\"committed\":{total}")),
             "admin on {group}: {out}\n{err}"
         );
+        total += lag as usize;
         // Static members stay in the group after closing (until their session ends); dynamic
         // ones leave, and their group could be deleted.
         let members = if instance.is_some() {
