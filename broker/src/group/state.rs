@@ -59,6 +59,9 @@ pub enum GroupError {
     RequestTimedOut,
     #[error("protocol metadata too large")]
     MetadataTooLarge,
+    /// The group's key was written by another coordinator: this one no longer owns it.
+    #[error("not the coordinator")]
+    NotCoordinator,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +163,7 @@ pub struct MemberSummary {
 
 struct Flush {
     dirty: HashSet<String>,
-    waiters: Vec<oneshot::Sender<bool>>,
+    waiters: Vec<(String, oneshot::Sender<Result<(), GroupError>>)>,
 }
 
 pub struct Coordinator {
@@ -169,6 +172,10 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     flush: Mutex<Flush>,
     flush_wake: Arc<Notify>,
+    /// Store revision of each group's key as this coordinator last read or wrote it (absent:
+    /// 0). Every write is conditional on it: a coordinator whose group was taken over (the
+    /// key written by another) cannot commit offsets any more.
+    revisions: Mutex<HashMap<String, i64>>,
 }
 
 impl Coordinator {
@@ -186,12 +193,18 @@ impl Coordinator {
                 waiters: Vec::new(),
             }),
             flush_wake: Arc::new(Notify::new()),
+            revisions: Mutex::new(HashMap::new()),
         });
         for kv in store.list(GROUPS_PREFIX).await? {
             let id = kv.key[GROUPS_PREFIX.len()..].to_string();
             let offsets: GroupOffsets = serde_json::from_slice(&kv.value)?;
             let group = coordinator.group(&id, true).expect("created");
             group.lock().expect("group lock").offsets = offsets;
+            coordinator
+                .revisions
+                .lock()
+                .expect("revisions lock")
+                .insert(id, kv.mod_revision);
         }
         tokio::spawn(flusher(
             Arc::downgrade(&coordinator),
@@ -298,7 +311,42 @@ impl Coordinator {
                 let new_id = format!("{client_id}-{}", uuid::Uuid::new_v4());
                 match &instance_id {
                     Some(instance) => {
-                        // A static member that comes back replaces its old incarnation.
+                        // KIP-345: a static member that comes back to a stable group with the
+                        // same protocols takes its old place and assignment, no rebalance
+                        // (unless it led the group: then the assignment is redone).
+                        let old_id = g.instances.get(instance).cloned();
+                        let unchanged =
+                            old_id
+                                .as_ref()
+                                .and_then(|o| g.members.get(o))
+                                .is_some_and(|m| {
+                                    m.protocols == protocols
+                                        && g.leader.as_deref() != Some(m.id.as_str())
+                                });
+                        if g.state == State::Stable && unchanged {
+                            let old_id = old_id.expect("checked");
+                            let mut m = g.members.remove(&old_id).expect("checked");
+                            if let Some(w) = m.sync_waiter.take() {
+                                let _ = w.send(Err(GroupError::FencedInstanceId));
+                            }
+                            m.id = new_id.clone();
+                            m.session_timeout = session_timeout;
+                            m.rebalance_timeout = rebalance_timeout;
+                            m.last_heartbeat = now;
+                            m.client_host = client_host.to_string();
+                            g.members.insert(new_id.clone(), m);
+                            g.instances.insert(instance.clone(), new_id.clone());
+                            return Ok(JoinOutcome {
+                                generation: g.generation,
+                                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                                protocol_name: g.protocol_name.clone().unwrap_or_default(),
+                                leader: g.leader.clone().unwrap_or_default(),
+                                member_id: new_id,
+                                members: Vec::new(),
+                                member_id_required: false,
+                            });
+                        }
+                        // Otherwise it replaces its old incarnation and the group rebalances.
                         if let Some(old) = g.instances.insert(instance.clone(), new_id.clone()) {
                             if let Some(mut old_member) = g.members.remove(&old) {
                                 if let Some(w) = old_member.join_waiter.take() {
@@ -723,12 +771,60 @@ impl Coordinator {
         {
             let mut f = self.flush.lock().expect("flush lock");
             f.dirty.insert(group_id.to_string());
-            f.waiters.push(tx);
+            f.waiters.push((group_id.to_string(), tx));
         }
         self.flush_wake.notify_one();
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(result)) => result,
             _ => Err(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Writes one group's offsets, conditional on the key being as this coordinator left it.
+    async fn write_group(&self, id: &str) -> Result<(), GroupError> {
+        let key = group_key(id);
+        let revision = self
+            .revisions
+            .lock()
+            .expect("revisions lock")
+            .get(id)
+            .copied()
+            .unwrap_or(0);
+        let offsets = self
+            .group(id, false)
+            .map(|g| g.lock().expect("group lock").offsets.clone())
+            .filter(|o| !o.is_empty());
+        let op = match &offsets {
+            Some(o) => silt_metadata::Op::put(
+                &key,
+                serde_json::to_vec(o).map_err(|_| GroupError::CoordinatorNotAvailable)?,
+            ),
+            None if revision == 0 => return Ok(()),
+            None => silt_metadata::Op::delete(&key),
+        };
+        let txn = silt_metadata::Txn::new()
+            .when(silt_metadata::Compare::mod_revision(&key, revision))
+            .then(op);
+        match self.store.txn(txn).await {
+            Ok(r) if r.succeeded => {
+                let mut revisions = self.revisions.lock().expect("revisions lock");
+                if offsets.is_some() {
+                    revisions.insert(id.to_string(), r.revision);
+                } else {
+                    revisions.remove(id);
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                tracing::warn!(group = %id, "the group's offsets were written by another coordinator; giving the group up");
+                self.groups.lock().expect("groups lock").remove(id);
+                self.revisions.lock().expect("revisions lock").remove(id);
+                Err(GroupError::NotCoordinator)
+            }
+            Err(error) => {
+                tracing::warn!(group = %id, %error, "writing committed offsets failed");
+                Err(GroupError::CoordinatorNotAvailable)
+            }
         }
     }
 
@@ -914,34 +1010,13 @@ async fn flusher(coordinator: Weak<Coordinator>, wake: Arc<Notify>) {
             let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
             continue;
         }
-        let mut ok = true;
+        let mut results: HashMap<String, Result<(), GroupError>> = HashMap::new();
         for id in dirty {
-            let offsets = c
-                .group(&id, false)
-                .map(|g| g.lock().expect("group lock").offsets.clone());
-            let key = group_key(&id);
-            let result = match offsets {
-                Some(o) if !o.is_empty() => match serde_json::to_vec(&o) {
-                    Ok(bytes) => c.store.put(&key, bytes).await.map(|_| ()),
-                    Err(e) => {
-                        tracing::error!(group = %id, error = %e, "encoding offsets failed");
-                        ok = false;
-                        continue;
-                    }
-                },
-                _ => c
-                    .store
-                    .txn(silt_metadata::Txn::new().then(silt_metadata::Op::delete(&key)))
-                    .await
-                    .map(|_| ()),
-            };
-            if let Err(error) = result {
-                tracing::warn!(group = %id, %error, "writing committed offsets failed");
-                ok = false;
-            }
+            let result = c.write_group(&id).await;
+            results.insert(id, result);
         }
-        for w in waiters {
-            let _ = w.send(ok);
+        for (id, w) in waiters {
+            let _ = w.send(results.get(&id).copied().unwrap_or(Ok(())));
         }
     }
 }
@@ -1038,6 +1113,125 @@ mod tests {
         assert!(store.get(&group_key("g")).await.unwrap().is_none());
     }
 
+    async fn join_static(
+        c: &Coordinator,
+        group: &str,
+        instance: &str,
+    ) -> Result<JoinOutcome, GroupError> {
+        c.join(
+            group,
+            "",
+            Some(instance.to_string()),
+            "client",
+            "/127.0.0.1",
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            "consumer",
+            vec![("range".into(), Bytes::from_static(b"m"))],
+            true,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn static_members_come_back_without_a_rebalance_and_fence_their_old_selves() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        // Both first joins land in the new group's initial delay: one generation.
+        let c = Coordinator::start(
+            store,
+            GroupSettings {
+                initial_rebalance_delay: Duration::from_millis(300),
+                ..settings()
+            },
+        )
+        .await
+        .unwrap();
+        let (a, b) = tokio::join!(join_static(&c, "s", "a"), join_static(&c, "s", "b"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.generation, b.generation);
+        let leader = if a.member_id == a.leader { &a } else { &b };
+        let follower = if a.member_id == a.leader { &b } else { &a };
+        let follower_instance = if std::ptr::eq(follower, &a) { "a" } else { "b" };
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"L")),
+            (follower.member_id.clone(), Bytes::from_static(b"F")),
+        ];
+        let (l, f) = tokio::join!(
+            c.sync("s", leader.generation, &leader.member_id, None, assignments),
+            c.sync("s", follower.generation, &follower.member_id, None, vec![])
+        );
+        assert_eq!(&l.unwrap().0[..], b"L");
+        assert_eq!(&f.unwrap().0[..], b"F");
+
+        // The follower restarts: a new member id, the same generation and assignment.
+        let back = join_static(&c, "s", follower_instance).await.unwrap();
+        assert_eq!(back.generation, follower.generation, "no rebalance");
+        assert_ne!(back.member_id, follower.member_id);
+        let (assignment, _, _) = c
+            .sync(
+                "s",
+                back.generation,
+                &back.member_id,
+                Some(follower_instance),
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(&assignment[..], b"F");
+        // Its old incarnation is fenced.
+        assert_eq!(
+            c.heartbeat(
+                "s",
+                follower.generation,
+                &follower.member_id,
+                Some(follower_instance)
+            ),
+            Err(GroupError::FencedInstanceId)
+        );
+        assert_eq!(
+            c.heartbeat(
+                "s",
+                back.generation,
+                &back.member_id,
+                Some(follower_instance)
+            ),
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_that_lost_its_group_cannot_commit() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let entry = |offset| OffsetEntry {
+            offset,
+            leader_epoch: 0,
+            metadata: None,
+            commit_ms: 1,
+        };
+        let old = Coordinator::start(store.clone(), settings()).await.unwrap();
+        old.commit("g", -1, "", None, vec![("t".into(), 0, entry(1))])
+            .await
+            .unwrap();
+        // Another coordinator takes the group over (loads it and writes it).
+        let new = Coordinator::start(store.clone(), settings()).await.unwrap();
+        new.commit("g", -1, "", None, vec![("t".into(), 0, entry(2))])
+            .await
+            .unwrap();
+        assert_eq!(
+            old.commit("g", -1, "", None, vec![("t".into(), 0, entry(99))])
+                .await,
+            Err(GroupError::NotCoordinator)
+        );
+        let stored: GroupOffsets =
+            serde_json::from_slice(&store.get(&group_key("g")).await.unwrap().unwrap().value)
+                .unwrap();
+        assert_eq!(
+            stored.get("t", 0).unwrap().offset,
+            2,
+            "the fenced commit changed nothing"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_joins_does_not_stall_other_groups() {
         let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
@@ -1053,6 +1247,7 @@ mod tests {
             })
             .collect();
         // ...while another group forms at once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
         let calm = join(&c, "calm", "", Duration::from_secs(5)).await.unwrap();
         assert_eq!(calm.generation, 1);
