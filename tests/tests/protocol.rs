@@ -170,3 +170,73 @@ fn create_topics_validates_and_validate_only_creates_nothing() {
         "i32::MIN when not asked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_long_polls_until_data_or_max_wait() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    use rdkafka::producer::FutureRecord;
+    use std::time::{Duration, Instant};
+
+    let silt = Silt::start();
+    silt_e2e::kafka::create_topic(&silt.bootstrap(), "polled", 1, &[]).await;
+    let fetch = |max_wait_ms: i32| {
+        FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("polled"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_current_leader_epoch(-1)
+                    .with_partition_max_bytes(1 << 20)
+                    .with_log_start_offset(-1)])])
+    };
+    // Nothing to read: the answer comes after max_wait_ms, empty.
+    let bootstrap = silt.bootstrap();
+    let started = Instant::now();
+    let r = tokio::task::spawn_blocking(move || raw::call(&bootstrap, 12, &fetch(800)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(750),
+        "held for max_wait_ms: {:?}",
+        started.elapsed()
+    );
+    assert!(r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_none_or(|b| b.is_empty()));
+
+    // Data arriving during the wait answers the fetch at once.
+    let bootstrap = silt.bootstrap();
+    let started = Instant::now();
+    let waiting = tokio::task::spawn_blocking(move || raw::call(&bootstrap, 12, &fetch(20_000)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let producer = silt_e2e::kafka::producer(&silt.bootstrap(), &[("acks", "all")]);
+    producer
+        .send_result(
+            FutureRecord::<(), str>::to("polled")
+                .partition(0)
+                .payload("wake"),
+        )
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    let r = waiting.await.unwrap().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "answered when data arrived, not after 20 s: {took:?}"
+    );
+    let p = &r.responses[0].partitions[0];
+    assert!(
+        p.records.as_ref().is_some_and(|b| !b.is_empty()),
+        "the new record is in the answer"
+    );
+    assert_eq!(p.high_watermark, 1);
+}
