@@ -1,6 +1,6 @@
-//! The admin HTTP endpoint: `/healthz` (the process is alive) and `/readyz` (the broker has
-//! opened its log and serves Kafka). A deliberately tiny HTTP/1.1 responder: two fixed routes
-//! do not earn an HTTP framework's build time.
+//! The admin HTTP endpoint: `/healthz` (the process is alive), `/readyz` (the broker has
+//! opened its log and serves Kafka) and `/metrics` (Prometheus). A deliberately tiny HTTP/1.1
+//! responder: three fixed GET routes do not earn an HTTP framework's build time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,14 +38,23 @@ pub async fn serve(listener: TcpListener, ready: Readiness, cancel: Cancellation
             };
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = match path {
-                "/healthz" => ("200 OK", "ok\n"),
-                "/readyz" if ready.get() => ("200 OK", "ready\n"),
-                "/readyz" => ("503 Service Unavailable", "not ready\n"),
-                _ => ("404 Not Found", "not found\n"),
+            let (status, content_type, body) = match path {
+                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+                "/readyz" if ready.get() => ("200 OK", "text/plain", "ready\n".to_string()),
+                "/readyz" => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "not ready\n".to_string(),
+                ),
+                "/metrics" => (
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    crate::metrics::render(),
+                ),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;

@@ -202,7 +202,14 @@ impl Broker {
         }
         let fresh = storage.rotate().context("rotate WAL")?;
         storage.truncate_before(fresh).context("trim WAL")?;
-        let wal = Wal::start(Box::new(storage), None);
+        let wal = Wal::start(
+            Box::new(storage),
+            Some(Box::new(|took, bytes| {
+                let m = crate::metrics::metrics();
+                m.wal_fsync_duration.observe(took.as_secs_f64());
+                m.wal_sync_bytes.observe(bytes as f64);
+            })),
+        );
 
         // 3. A restarted leader starts a new leader epoch for each of its partitions.
         let mut bumps: Vec<(VersionedPartition, _)> = Vec::new();
@@ -244,7 +251,7 @@ impl Broker {
         .await
         .context("load consumer groups")?;
 
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             groups,
             config,
             node_id,
@@ -257,7 +264,9 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             producer_ids: tokio::sync::Mutex::new(0..0),
             logs_dir,
-        }))
+        });
+        broker.all_partitions();
+        Ok(broker)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -367,6 +376,7 @@ impl Broker {
             .write()
             .expect("topics lock")
             .insert(name.to_string(), topic.clone());
+        self.all_partitions();
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -492,6 +502,7 @@ impl Broker {
             .write()
             .expect("topics lock")
             .insert(topic.record.name.clone(), Arc::new(topic));
+        self.all_partitions();
     }
 
     /// Deletes a topic: from the catalog first, then locally.
@@ -499,6 +510,7 @@ impl Broker {
         let _admin = self.admin.lock().await;
         let record = self.catalog.delete_topic(name).await?;
         let removed = self.topics.write().expect("topics lock").remove(name);
+        self.all_partitions();
         if let Some(topic) = removed {
             for p in &topic.partitions {
                 if let Err(error) = p.delete() {
@@ -522,13 +534,17 @@ impl Broker {
         Ok(id)
     }
 
+    /// Every partition (also refreshes the partitions-led gauge).
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        self.topics
+        let all: Vec<Arc<Partition>> = self
+            .topics
             .read()
             .expect("topics lock")
             .values()
             .flat_map(|t| t.partitions.iter().cloned())
-            .collect()
+            .collect();
+        crate::metrics::metrics().partitions.set(all.len() as i64);
+        all
     }
 
     /// Rotates the WAL, fsyncs every dirty segment, then removes the WAL files before the

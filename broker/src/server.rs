@@ -91,18 +91,20 @@ async fn connection(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel::<(Reply, &'static str, std::time::Instant)>(MAX_IN_FLIGHT);
+    let metrics = crate::metrics::metrics();
+    metrics.connections.inc();
     let writer_task = tokio::spawn(async move {
-        let abort_rest = |rx: &mut mpsc::Receiver<Reply>| {
+        let abort_rest = |rx: &mut mpsc::Receiver<(Reply, &'static str, std::time::Instant)>| {
             // The connection is gone: stop work nobody will read (long polls, say).
             rx.close();
-            while let Ok(reply) = rx.try_recv() {
+            while let Ok((reply, _, _)) = rx.try_recv() {
                 if let Reply::Later(handle) = reply {
                     handle.abort();
                 }
             }
         };
-        while let Some(reply) = rx.recv().await {
+        while let Some((reply, api, started)) = rx.recv().await {
             let frame = match reply {
                 Reply::Now(frame) => frame,
                 Reply::Later(handle) => match handle.await {
@@ -114,6 +116,11 @@ async fn connection(
                     }
                 },
             };
+            metrics.requests.with_label_values(&[api]).inc();
+            metrics
+                .request_duration
+                .with_label_values(&[api])
+                .observe(started.elapsed().as_secs_f64());
             match frame {
                 Frame::Bytes(bytes) => {
                     if writer.write_all(&bytes).await.is_err() {
@@ -151,8 +158,10 @@ async fn connection(
             let mut body = BytesMut::zeroed(len as usize);
             reader.read_exact(&mut body).await?;
             let body = body.freeze();
+            let started = std::time::Instant::now();
+            let api = api_name(i16::from_be_bytes([body[0], body[1]]));
             let reply = dispatch(&broker, body, &peer).await?;
-            if tx.send(reply).await.is_err() {
+            if tx.send((reply, api, started)).await.is_err() {
                 return Ok(());
             }
         }
@@ -160,7 +169,13 @@ async fn connection(
     .await;
     drop(tx);
     let _ = writer_task.await;
+    metrics.connections.dec();
     result
+}
+
+/// A metric label for an API key (a bounded set: the ones we implement, else "other").
+fn api_name(key: i16) -> &'static str {
+    ApiKey::try_from(key).map(api::label).unwrap_or("other")
 }
 
 /// Reads the API key and version and decodes the request header (frames are at least 8 bytes).

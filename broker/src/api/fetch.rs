@@ -107,6 +107,15 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
             match read {
                 Ok(r) => {
                     total += r.records.len();
+                    if !r.records.is_empty() {
+                        let m = crate::metrics::metrics();
+                        m.bytes_out
+                            .with_label_values(&[partition.topic.as_str()])
+                            .inc_by(r.records.len() as u64);
+                        m.records_out
+                            .with_label_values(&[partition.topic.as_str()])
+                            .inc_by(crate::metrics::count_records(&r.records));
+                    }
                     remaining = remaining.saturating_sub(r.records.len());
                     partitions.push(
                         base.with_high_watermark(r.high_watermark)

@@ -78,6 +78,17 @@ pub async fn handle(
             };
             match partition.append(&mut records, &batches, &broker.wal) {
                 Ok(appended) => {
+                    let m = crate::metrics::metrics();
+                    let records_in: u64 = batches
+                        .iter()
+                        .map(|(h, _)| h.record_count.max(0) as u64)
+                        .sum();
+                    m.records_in
+                        .with_label_values(&[partition.topic.as_str()])
+                        .inc_by(records_in);
+                    m.bytes_in
+                        .with_label_values(&[partition.topic.as_str()])
+                        .inc_by(records.len() as u64);
                     max_seq = max_seq.max(appended.wal_seq);
                     outcomes.push(PartitionOutcome {
                         index: pd.index,

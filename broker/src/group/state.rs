@@ -807,6 +807,10 @@ impl Coordinator {
             .then(op);
         match self.store.txn(txn).await {
             Ok(r) if r.succeeded => {
+                crate::metrics::metrics()
+                    .group_offset_writes
+                    .with_label_values(&["ok"])
+                    .inc();
                 let mut revisions = self.revisions.lock().expect("revisions lock");
                 if offsets.is_some() {
                     revisions.insert(id.to_string(), r.revision);
@@ -816,12 +820,20 @@ impl Coordinator {
                 Ok(())
             }
             Ok(_) => {
+                crate::metrics::metrics()
+                    .group_offset_writes
+                    .with_label_values(&["fenced"])
+                    .inc();
                 tracing::warn!(group = %id, "the group's offsets were written by another coordinator; giving the group up");
                 self.groups.lock().expect("groups lock").remove(id);
                 self.revisions.lock().expect("revisions lock").remove(id);
                 Err(GroupError::NotCoordinator)
             }
             Err(error) => {
+                crate::metrics::metrics()
+                    .group_offset_writes
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::warn!(group = %id, %error, "writing committed offsets failed");
                 Err(GroupError::CoordinatorNotAvailable)
             }
