@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod group;
 pub mod log;

@@ -22,41 +22,169 @@ struct Cli {
 enum Command {
     /// Run a broker (the default). Settings: defaults < silt.toml < SILT_* env < flags.
     Serve(ServeArgs),
+    /// List, describe, create, delete and alter topics on a running cluster.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List consumer groups; describe one with its members, committed offsets and lag.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Brokers, controller and the partitions each leads.
+    Cluster {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where the operator commands connect, and how they print.
+#[derive(Args)]
+struct Target {
+    /// Brokers to ask (host:port[,host:port])
+    #[arg(
+        long,
+        global = true,
+        env = "SILT_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap: String,
+    /// Print JSON instead of a table
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Every topic with its partition count.
+    List,
+    /// Partitions (leader, epoch, start and end offsets) and config overrides of one topic.
+    Describe { topic: String },
+    /// Create a topic.
+    Create {
+        topic: String,
+        #[arg(long, default_value_t = -1)]
+        partitions: i32,
+        #[arg(long, default_value_t = -1)]
+        replication_factor: i16,
+        /// Topic config, key=value (repeatable)
+        #[arg(long = "config")]
+        configs: Vec<String>,
+    },
+    /// Delete a topic.
+    Delete { topic: String },
+    /// Change a topic's configs or grow its partitions.
+    Alter {
+        topic: String,
+        /// Set a config, key=value (repeatable)
+        #[arg(long = "config")]
+        configs: Vec<String>,
+        /// Remove a config override (repeatable)
+        #[arg(long = "delete-config")]
+        delete_configs: Vec<String>,
+        /// New (larger) partition count
+        #[arg(long)]
+        partitions: Option<i32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    /// Every consumer group with its state.
+    List,
+    /// Members, committed offsets and lag per partition of one group.
+    Describe { group: String },
+}
+
+/// One operator command, ready to run against a connected client (`bool`: print JSON).
+type OperatorRun = Box<dyn FnOnce(&mut silt_broker::cli::Client, bool) -> anyhow::Result<String>>;
+
+fn operator(command: Command) -> anyhow::Result<()> {
+    use silt_broker::cli;
+    let (target, run): (Target, OperatorRun) = match command {
+        Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Cluster { target } => (target, Box::new(cli::cluster)),
+        Command::Topics { command, target } => (
+            target,
+            match command {
+                TopicsCommand::List => Box::new(cli::topics_list),
+                TopicsCommand::Describe { topic } => {
+                    Box::new(move |c, j| cli::topics_describe(c, &topic, j))
+                }
+                TopicsCommand::Create {
+                    topic,
+                    partitions,
+                    replication_factor,
+                    configs,
+                } => Box::new(move |c, _| {
+                    cli::topics_create(c, &topic, partitions, replication_factor, &configs)
+                }),
+                TopicsCommand::Delete { topic } => {
+                    Box::new(move |c, _| cli::topics_delete(c, &topic))
+                }
+                TopicsCommand::Alter {
+                    topic,
+                    configs,
+                    delete_configs,
+                    partitions,
+                } => Box::new(move |c, _| {
+                    cli::topics_alter(c, &topic, &configs, &delete_configs, partitions)
+                }),
+            },
+        ),
+        Command::Groups { command, target } => (
+            target,
+            match command {
+                GroupsCommand::List => Box::new(cli::groups_list),
+                GroupsCommand::Describe { group } => {
+                    Box::new(move |c, j| cli::groups_describe(c, &group, j))
+                }
+            },
+        ),
+    };
+    let mut client = cli::Client::connect(&target.bootstrap)?;
+    print!("{}", run(&mut client, target.json)?);
+    Ok(())
 }
 
 /// Flags override `silt.toml` and `SILT_*` environment variables.
 #[derive(Args, Serialize, Default, Clone)]
 struct ServeArgs {
     /// Configuration file (default: ./silt.toml if present).
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
     /// Kafka listener address [env: SILT_LISTEN] [default: 127.0.0.1:9092]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
     /// host:port given to clients [env: SILT_ADVERTISED_LISTENER] [default: the listen address]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     advertised_listener: Option<String>,
     /// Local data: WAL, hot segments, metadata [env: SILT_DATA_DIR] [default: ./silt-data]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     /// Broker id [env: SILT_NODE_ID] [default: 1]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<i32>,
     /// Metadata store: `embedded` [env: SILT_METADATA] [default: embedded]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<String>,
     /// Object store URL: file:///path or memory:// [env: SILT_OBJECT_STORE] [default: file://<data-dir>/objects]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     object_store: Option<String>,
     /// Admin HTTP (/healthz, /readyz) [env: SILT_ADMIN_LISTEN] [default: 127.0.0.1:9095]
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_listen: Option<String>,
 }
@@ -96,6 +224,16 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
+        Some(other) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            return operator(other);
+        }
     };
     tracing_subscriber::fmt()
         .with_env_filter(

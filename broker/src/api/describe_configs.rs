@@ -257,11 +257,12 @@ pub fn handle(
                         ))));
                 }
             };
+            // Null or empty: every config.
             let wanted = |name: &str| {
                 resource
                     .configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             let configs = entries
                 .into_iter()
