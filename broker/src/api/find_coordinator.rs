@@ -24,8 +24,9 @@ pub fn handle(
     let error = if request.key_type == KEY_TYPE_GROUP {
         0
     } else {
-        // Transactions are not supported.
-        ResponseError::CoordinatorNotAvailable.code()
+        // Transactions are not supported. A retriable error would leave a transactional
+        // producer retrying until its timeout; this one fails initTransactions at once.
+        ResponseError::UnsupportedVersion.code()
     };
     let response = if header.request_api_version >= 4 {
         FindCoordinatorResponse::default().with_coordinators(
