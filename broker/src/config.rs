@@ -19,8 +19,10 @@ pub struct Config {
     pub metadata: String,
     /// Object store URL; `file://<data-dir>/objects` when unset.
     pub object_store: Option<String>,
-    /// Admin HTTP (health, readiness).
+    /// Admin HTTP (health, readiness, metrics).
     pub admin_listen: String,
+    /// Log lines as human-readable text or one JSON object per line.
+    pub log_format: LogFormat,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -42,6 +44,13 @@ pub struct Config {
     pub offset_metadata_max_bytes: usize,
     pub log: LogDefaults,
     pub wal: WalSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Broker-wide defaults for topic configs (Kafka's `log.*` settings).
@@ -77,6 +86,7 @@ impl Default for Config {
             metadata: "embedded".into(),
             object_store: None,
             admin_listen: "127.0.0.1:9095".into(),
+            log_format: LogFormat::Text,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,

@@ -183,7 +183,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     object_store: Option<String>,
-    /// Admin HTTP (/healthz, /readyz) [env: SILT_ADMIN_LISTEN] [default: 127.0.0.1:9095]
+    /// Log lines as `text` or `json` [env: SILT_LOG_FORMAT] [default: text]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<String>,
+    /// Admin HTTP (/healthz, /readyz, /metrics) [env: SILT_ADMIN_LISTEN] [default: 127.0.0.1:9095]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_listen: Option<String>,
@@ -235,14 +239,16 @@ fn main() -> anyhow::Result<()> {
             return operator(other);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = load_config(&args)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        silt_broker::config::LogFormat::Json => logs.json().with_current_span(true).init(),
+        silt_broker::config::LogFormat::Text => logs.init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("silt")

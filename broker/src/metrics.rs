@@ -137,6 +137,43 @@ pub fn count_records(batches: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_dashboard_uses_only_exported_metrics() {
+        let m = super::metrics();
+        m.group_offset_writes.with_label_values(&["ok"]).inc();
+        m.requests.with_label_values(&["Produce"]).inc();
+        m.request_duration
+            .with_label_values(&["Produce"])
+            .observe(0.1);
+        for v in [&m.bytes_in, &m.bytes_out, &m.records_in, &m.records_out] {
+            v.with_label_values(&["t"]).inc();
+        }
+        let exported: Vec<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let dashboard = include_str!("../../deploy/grafana/silt.json");
+        let mut used = 0;
+        for (i, _) in dashboard.match_indices("silt_broker_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                exported.iter().any(|e| e == base),
+                "the dashboard uses {name}, not exported: {exported:?}"
+            );
+            used += 1;
+        }
+        assert!(used >= 10);
+    }
+
+    #[test]
     fn every_metric_is_named_silt_broker() {
         let m = super::metrics();
         m.requests.with_label_values(&["Produce"]).inc();
