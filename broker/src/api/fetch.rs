@@ -96,6 +96,13 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
                 partitions.push(base.with_error_code(code.code()));
                 continue;
             };
+            let _span = tracing::debug_span!(
+                "partition",
+                topic = %partition.topic,
+                partition = fp.partition,
+                fetch_offset = fp.fetch_offset
+            )
+            .entered();
             if let Some(error) = check_leader_epoch(partition, fp.current_leader_epoch) {
                 has_error = true;
                 partitions.push(base.with_error_code(error.code()));

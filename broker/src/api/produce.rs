@@ -57,6 +57,13 @@ pub async fn handle(
                 outcomes.push(fail(ResponseError::UnknownTopicOrPartition, String::new()));
                 continue;
             };
+            let _span = tracing::debug_span!(
+                "partition",
+                topic = %partition.topic,
+                partition = pd.index,
+                leader_epoch = partition.leader_epoch().0
+            )
+            .entered();
             let Some(records) = pd.records else {
                 outcomes.push(fail(ResponseError::CorruptMessage, "no records".into()));
                 continue;
