@@ -56,4 +56,11 @@ export SILT_BIN="$PWD/target/debug/silt"
 
 say "tests"
 # Two end-to-end tests at a time: each starts its own broker and clients on a 2-core machine.
-cargo test --workspace -- --test-threads 2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace -- --test-threads 2 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last often empty).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
