@@ -48,6 +48,18 @@ pub struct PartitionRecord {
 }
 
 impl PartitionRecord {
+    /// A new partition: led by `leader` at epoch 0 from offset 0.
+    pub fn first(leader: NodeId) -> PartitionRecord {
+        PartitionRecord {
+            leader,
+            leader_epoch: LeaderEpoch(0),
+            epoch_history: vec![EpochEntry {
+                epoch: LeaderEpoch(0),
+                start_offset: Offset(0),
+            }],
+        }
+    }
+
     /// Kafka's `OffsetForLeaderEpoch` answer for `requested`: the largest known epoch not above
     /// it and the offset where the next epoch began (the log end for the current epoch).
     /// `None` stands for Kafka's undefined epoch and offset (-1, -1).
@@ -225,15 +237,10 @@ impl Catalog {
             .then(Op::put(&key, encode(&key, topic)?));
         for p in 0..topic.partitions {
             let pkey = partition_key(topic.id, p);
-            let record = PartitionRecord {
-                leader,
-                leader_epoch: LeaderEpoch(0),
-                epoch_history: vec![EpochEntry {
-                    epoch: LeaderEpoch(0),
-                    start_offset: Offset(0),
-                }],
-            };
-            txn = txn.then(Op::put(&pkey, encode(&pkey, &record)?));
+            txn = txn.then(Op::put(
+                &pkey,
+                encode(&pkey, &PartitionRecord::first(leader))?,
+            ));
         }
         if self.store.txn(txn).await?.succeeded {
             Ok(())
@@ -264,15 +271,10 @@ impl Catalog {
             .then(Op::put(&key, encode(&key, &new)?));
         for p in old.partitions..new.partitions {
             let pkey = partition_key(new.id, p);
-            let record = PartitionRecord {
-                leader,
-                leader_epoch: LeaderEpoch(0),
-                epoch_history: vec![EpochEntry {
-                    epoch: LeaderEpoch(0),
-                    start_offset: Offset(0),
-                }],
-            };
-            txn = txn.then(Op::put(&pkey, encode(&pkey, &record)?));
+            txn = txn.then(Op::put(
+                &pkey,
+                encode(&pkey, &PartitionRecord::first(leader))?,
+            ));
         }
         if self.store.txn(txn).await?.succeeded {
             Ok(new)

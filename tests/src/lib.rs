@@ -416,3 +416,71 @@ pub mod raw {
         Ok(response)
     }
 }
+
+pub mod records {
+    //! Record batches built with kafka-protocol's encoder, for bare Produce requests.
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    pub struct BatchSpec {
+        pub count: usize,
+        /// -1: not an idempotent producer.
+        pub producer_id: i64,
+        pub producer_epoch: i16,
+        pub first_sequence: i32,
+        pub value: Vec<u8>,
+        pub compression: Compression,
+    }
+
+    impl Default for BatchSpec {
+        fn default() -> Self {
+            BatchSpec {
+                count: 1,
+                producer_id: -1,
+                producer_epoch: -1,
+                first_sequence: 0,
+                value: b"v".to_vec(),
+                compression: Compression::None,
+            }
+        }
+    }
+
+    /// One magic-2 batch; record i has key `k{first_sequence + i}`.
+    pub fn batch(spec: BatchSpec) -> Bytes {
+        let records: Vec<Record> = (0..spec.count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: spec.producer_id,
+                producer_epoch: spec.producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder starts a new batch unless offset - sequence stays constant.
+                sequence: spec.first_sequence + i as i32,
+                timestamp: 1_700_000_000_000,
+                key: Some(
+                    format!("k{}", spec.first_sequence + i as i32)
+                        .into_bytes()
+                        .into(),
+                ),
+                value: Some(spec.value.clone().into()),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: spec.compression,
+            },
+        )
+        .expect("encode batch");
+        buf.freeze()
+    }
+}

@@ -85,48 +85,26 @@ fn absurd_lengths_and_garbage_do_not_kill_the_broker() {
 
 mod produce_errors {
     use super::assert_alive;
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
     use kafka_protocol::ResponseError;
     use silt_e2e::kafka::create_topic;
+    use silt_e2e::records::{self, BatchSpec};
     use silt_e2e::{raw, Silt};
     use std::io::Write;
 
     fn batch(count: usize, value_len: usize, compression: Compression) -> Vec<u8> {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000,
-                key: Some(b"k".to_vec().into()),
-                value: Some(vec![b'x'; value_len].into()),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.to_vec()
+        records::batch(BatchSpec {
+            count,
+            value: vec![b'x'; value_len],
+            compression,
+            ..BatchSpec::default()
+        })
+        .to_vec()
     }
 
     fn fix_crc(b: &mut [u8]) {

@@ -2,7 +2,6 @@
 //! sequence gaps and fenced epochs refused, state kept across kill -9; and the Java producer
 //! with its default settings (idempotence on) delivering exactly once across a broker kill.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -12,39 +11,19 @@ use kafka_protocol::records::{
 use kafka_protocol::ResponseError;
 use rdkafka::consumer::Consumer;
 use silt_e2e::kafka::{consume_all, consumer, create_topic};
+use silt_e2e::records::{self, BatchSpec};
 use silt_e2e::{java_client, raw, run, Silt};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32) -> bytes::Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: first_seq + i,
-            timestamp: 1_700_000_000_000,
-            key: Some(format!("k{}", first_seq + i).into_bytes().into()),
-            value: Some(b"v".to_vec().into()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    records::batch(BatchSpec {
+        count: count as usize,
+        producer_id,
+        producer_epoch: epoch,
+        first_sequence: first_seq,
+        ..BatchSpec::default()
+    })
 }
 
 /// Produces one batch; returns (error code, base offset).

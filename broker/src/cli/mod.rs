@@ -28,6 +28,14 @@ fn check(code: i16, what: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Like [`check`], adding the broker's error message when it sent one.
+fn check_with_message(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
+    match message {
+        Some(m) if !m.is_empty() => check(code, &format!("{what}: {}", m.as_str())),
+        _ => check(code, what),
+    }
+}
+
 /// Left-aligned columns separated by two spaces.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -245,14 +253,11 @@ pub fn topics_create(
             )]);
     let response = client.call(&request, 7)?;
     let r = &response.topics[0];
-    if r.error_code != 0 {
-        let message = r
-            .error_message
-            .as_ref()
-            .map(|m| m.as_str().to_string())
-            .unwrap_or_default();
-        check(r.error_code, &format!("create {topic} ({message})"))?;
-    }
+    check_with_message(
+        r.error_code,
+        r.error_message.as_ref(),
+        &format!("create {topic}"),
+    )?;
     Ok(format!(
         "created topic {topic} with {} partitions\n",
         r.num_partitions
@@ -303,14 +308,11 @@ pub fn topics_alter(
             1,
         )?;
         let r = &response.responses[0];
-        if r.error_code != 0 {
-            let message = r
-                .error_message
-                .as_ref()
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default();
-            check(r.error_code, &format!("alter {topic} ({message})"))?;
-        }
+        check_with_message(
+            r.error_code,
+            r.error_message.as_ref(),
+            &format!("alter {topic}"),
+        )?;
         changes.push("configs".to_string());
     }
     if let Some(count) = partitions {
@@ -325,14 +327,11 @@ pub fn topics_alter(
             3,
         )?;
         let r = &response.results[0];
-        if r.error_code != 0 {
-            let message = r
-                .error_message
-                .as_ref()
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default();
-            check(r.error_code, &format!("partitions of {topic} ({message})"))?;
-        }
+        check_with_message(
+            r.error_code,
+            r.error_message.as_ref(),
+            &format!("partitions of {topic}"),
+        )?;
         changes.push(format!("{count} partitions"));
     }
     if changes.is_empty() {
