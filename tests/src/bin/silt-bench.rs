@@ -11,7 +11,7 @@
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use silt_e2e::kafka::{consumer, create_topic, producer};
 use silt_e2e::Silt;
@@ -54,6 +54,29 @@ fn parse_args() -> Args {
     args
 }
 
+/// Sends record `i` (round-robin over the partitions); resolves to (send-to-ack time, outcome).
+fn send_timed(
+    producer: &FutureProducer,
+    topic: &str,
+    i: usize,
+    payload: &[u8],
+) -> impl std::future::Future<
+    Output = (
+        Duration,
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+    ),
+> {
+    let record = FutureRecord::<(), [u8]>::to(topic)
+        .partition((i % PARTITIONS as usize) as i32)
+        .payload(payload);
+    let sent = Instant::now();
+    let delivery = producer.send_result(record).expect("enqueue");
+    async move {
+        let result = delivery.await.expect("delivery future");
+        (sent.elapsed(), result)
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -78,23 +101,15 @@ async fn produce(bootstrap: &str, topic: &str, acks: &str, args: &Args) -> serde
     let mut outstanding = FuturesUnordered::new();
     let started = Instant::now();
     for i in 0..args.records {
-        let record = FutureRecord::<(), [u8]>::to(topic)
-            .partition((i % PARTITIONS as usize) as i32)
-            .payload(&payload);
-        let sent = Instant::now();
-        let delivery = producer.send_result(record).expect("enqueue");
-        outstanding.push(async move {
-            let result = delivery.await;
-            (sent.elapsed(), result)
-        });
+        outstanding.push(send_timed(&producer, topic, i, &payload));
         while outstanding.len() >= MAX_OUTSTANDING {
             let (elapsed, result) = outstanding.next().await.expect("outstanding");
-            result.expect("future").expect("acknowledged");
+            result.expect("acknowledged");
             latencies_us.push(elapsed.as_micros() as u64);
         }
     }
     while let Some((elapsed, result)) = outstanding.next().await {
-        result.expect("future").expect("acknowledged");
+        result.expect("acknowledged");
         latencies_us.push(elapsed.as_micros() as u64);
     }
     let secs = started.elapsed().as_secs_f64();
@@ -119,15 +134,10 @@ async fn latency_at_fixed_rate(
     let producer = producer(bootstrap, &[("acks", acks), ("linger.ms", "0")]);
     let payload = vec![b'y'; record_size];
     // Warm up: connections and metadata for every partition, outside the measurement.
-    for p in 0..PARTITIONS {
-        let record = FutureRecord::<(), [u8]>::to(topic)
-            .partition(p)
-            .payload(&payload);
-        producer
-            .send_result(record)
-            .expect("enqueue")
+    for p in 0..PARTITIONS as usize {
+        send_timed(&producer, topic, p, &payload)
             .await
-            .expect("future")
+            .1
             .expect("warm-up");
     }
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -135,24 +145,16 @@ async fn latency_at_fixed_rate(
     let mut latencies_us = Vec::with_capacity(5000);
     for i in 0..5000usize {
         tick.tick().await;
-        let record = FutureRecord::<(), [u8]>::to(topic)
-            .partition((i % PARTITIONS as usize) as i32)
-            .payload(&payload);
-        let sent = Instant::now();
-        let delivery = producer.send_result(record).expect("enqueue");
-        outstanding.push(async move {
-            let result = delivery.await;
-            (sent.elapsed(), result)
-        });
+        outstanding.push(send_timed(&producer, topic, i, &payload));
         while let Some(Some((elapsed, result))) =
             futures::FutureExt::now_or_never(outstanding.next())
         {
-            result.expect("future").expect("acknowledged");
+            result.expect("acknowledged");
             latencies_us.push(elapsed.as_micros() as u64);
         }
     }
     while let Some((elapsed, result)) = outstanding.next().await {
-        result.expect("future").expect("acknowledged");
+        result.expect("acknowledged");
         latencies_us.push(elapsed.as_micros() as u64);
     }
     latencies_us.sort_unstable();
