@@ -8,87 +8,18 @@
 
 use std::io::Read;
 
-pub const HEADER_LEN: usize = 61;
-/// Bytes before the batch-length field's coverage begins (base offset + length).
-pub const LOG_OVERHEAD: usize = 12;
+pub use silt_tiering::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;
 const MAX_TIMESTAMP_OFFSET: usize = 35;
 const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
-
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchHeader {
-    pub base_offset: i64,
-    pub batch_length: i32,
-    pub partition_leader_epoch: i32,
-    pub magic: i8,
-    pub crc: u32,
-    pub attributes: i16,
-    pub last_offset_delta: i32,
-    pub base_timestamp: i64,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-    pub record_count: i32,
-}
 
 fn be<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     b[at..at + N].try_into().expect("caller checked the length")
-}
-
-impl BatchHeader {
-    /// Parses the fixed header; `None` when fewer than [`HEADER_LEN`] bytes are given.
-    pub fn parse(b: &[u8]) -> Option<BatchHeader> {
-        if b.len() < HEADER_LEN {
-            return None;
-        }
-        Some(BatchHeader {
-            base_offset: i64::from_be_bytes(be(b, 0)),
-            batch_length: i32::from_be_bytes(be(b, 8)),
-            partition_leader_epoch: i32::from_be_bytes(be(b, 12)),
-            magic: b[16] as i8,
-            crc: u32::from_be_bytes(be(b, 17)),
-            attributes: i16::from_be_bytes(be(b, 21)),
-            last_offset_delta: i32::from_be_bytes(be(b, 23)),
-            base_timestamp: i64::from_be_bytes(be(b, 27)),
-            max_timestamp: i64::from_be_bytes(be(b, 35)),
-            producer_id: i64::from_be_bytes(be(b, 43)),
-            producer_epoch: i16::from_be_bytes(be(b, 51)),
-            base_sequence: i32::from_be_bytes(be(b, 53)),
-            record_count: i32::from_be_bytes(be(b, 57)),
-        })
-    }
-
-    /// Size of the whole batch on disk and on the wire.
-    pub fn total_size(&self) -> usize {
-        LOG_OVERHEAD + self.batch_length.max(0) as usize
-    }
-
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
-    }
-
-    pub fn compression(&self) -> u8 {
-        (self.attributes & COMPRESSION_MASK) as u8
-    }
-
-    pub fn is_log_append_time(&self) -> bool {
-        self.attributes & TIMESTAMP_TYPE_BIT != 0
-    }
-
-    pub fn is_transactional(&self) -> bool {
-        self.attributes & TRANSACTIONAL_BIT != 0
-    }
-
-    pub fn is_control(&self) -> bool {
-        self.attributes & CONTROL_BIT != 0
-    }
 }
 
 /// Why a batch was refused; each maps to one Kafka error code.
