@@ -3,7 +3,11 @@
 //! Keys (values are JSON):
 //! - `/silt/cluster` → [`ClusterRecord`]
 //! - `/silt/topics/{name}` → [`TopicRecord`]
-//! - `/silt/partitions/{topic_id}/{partition:05}` → [`PartitionRecord`]
+//! - `/silt/partitions/{topic_id}/{partition:05}` → [`PartitionRecord`] (leader, epoch and its
+//!   history, manifest pointer, log start)
+//! - `/silt/brokers/{node:05}/generation` → u64, bumped on every broker start
+//! - `/silt/brokers/{node:05}/assignment` → u64, the broker's assignment version (its fence)
+//! - `/silt/commits/{node:05}/{generation:010}-{seq:012}` → [`CommitRecord`], one per WAL object
 
 use crate::store::{Compare, MetadataStore, Op, Txn};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicId};
@@ -16,6 +20,8 @@ const CLUSTER_KEY: &str = "/silt/cluster";
 const PRODUCER_IDS_KEY: &str = "/silt/producer-ids";
 const TOPICS_PREFIX: &str = "/silt/topics/";
 const PARTITIONS_PREFIX: &str = "/silt/partitions/";
+const BROKERS_PREFIX: &str = "/silt/brokers/";
+const COMMITS_PREFIX: &str = "/silt/commits/";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -45,6 +51,43 @@ pub struct PartitionRecord {
     pub leader: NodeId,
     pub leader_epoch: LeaderEpoch,
     pub epoch_history: Vec<EpochEntry>,
+    /// Bucket key of the partition's current manifest.
+    #[serde(default)]
+    pub manifest: Option<String>,
+    /// Where the current manifest's segments end: the recorded tail starts here.
+    #[serde(default)]
+    pub manifest_end: Offset,
+    /// The first offset consumers may read (retention and DeleteRecords move it).
+    #[serde(default)]
+    pub log_start: Offset,
+}
+
+/// One partition's data in a WAL object: offsets `first..=last` at bytes `start..start+len`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalExtent {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub epoch: LeaderEpoch,
+    pub first: Offset,
+    pub last: Offset,
+    pub start: u64,
+    pub len: u64,
+}
+
+impl WalExtent {
+    /// The offset after this extent.
+    pub fn end(&self) -> Offset {
+        Offset(self.last.0 + 1)
+    }
+}
+
+/// The record that makes a WAL object's data recorded: written once per WAL object, by the
+/// broker that uploaded it, conditional on that broker's assignment version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// The WAL object's key in the bucket.
+    pub object: String,
+    pub extents: Vec<WalExtent>,
 }
 
 impl PartitionRecord {
@@ -57,6 +100,9 @@ impl PartitionRecord {
                 epoch: LeaderEpoch(0),
                 start_offset: Offset(0),
             }],
+            manifest: None,
+            manifest_end: Offset(0),
+            log_start: Offset(0),
         }
     }
 
@@ -105,6 +151,7 @@ impl PartitionRecord {
             leader,
             leader_epoch: epoch,
             epoch_history: history,
+            ..self.clone()
         }
     }
 }
@@ -349,6 +396,179 @@ impl Catalog {
             })
         }
     }
+
+    /// One partition's record with its revision.
+    pub async fn partition(&self, topic: TopicId, partition: i32) -> Result<Option<VersionedPartition>> {
+        let key = partition_key(topic, partition);
+        Ok(match self.store.get(&key).await? {
+            Some(kv) => Some(VersionedPartition {
+                topic_id: topic,
+                partition,
+                record: decode(&key, &kv.value)?,
+                mod_revision: kv.mod_revision,
+            }),
+            None => None,
+        })
+    }
+
+    /// Changes a partition's record if its leader epoch is still `epoch` (the epoch check of
+    /// manifest advances and log-start moves). `Fenced` once another term began; `f` returns
+    /// `None` when nothing needs writing.
+    pub async fn update_partition(
+        &self,
+        topic: TopicId,
+        partition: i32,
+        epoch: LeaderEpoch,
+        mut f: impl FnMut(&PartitionRecord) -> Option<PartitionRecord>,
+    ) -> Result<PartitionRecord> {
+        let key = partition_key(topic, partition);
+        // Bounded: only this partition's leader writes these fields between epoch changes.
+        for _ in 0..8 {
+            let Some(current) = self.partition(topic, partition).await? else {
+                return Err(Error::Fenced {
+                    key,
+                    reason: "the partition no longer exists".into(),
+                });
+            };
+            if current.record.leader_epoch != epoch {
+                return Err(Error::Fenced {
+                    key,
+                    reason: format!(
+                        "leader epoch is {} now, not {}",
+                        current.record.leader_epoch.0, epoch.0
+                    ),
+                });
+            }
+            let Some(next) = f(&current.record) else {
+                return Ok(current.record);
+            };
+            let txn = Txn::new()
+                .when(Compare::mod_revision(&key, current.mod_revision))
+                .then(Op::put(&key, encode(&key, &next)?));
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(next);
+            }
+        }
+        Err(Error::Conflict { key })
+    }
+
+    /// A generation number for this start of broker `node`, larger than any before.
+    pub async fn next_generation(&self, node: NodeId) -> Result<u64> {
+        let key = format!("{BROKERS_PREFIX}{:05}/generation", node.0);
+        for _ in 0..32 {
+            let current = self.store.get(&key).await?;
+            let (next, compare) = match &current {
+                Some(kv) => (
+                    decode::<u64>(&key, &kv.value)? + 1,
+                    Compare::mod_revision(&key, kv.mod_revision),
+                ),
+                None => (1, Compare::absent(&key)),
+            };
+            let txn = Txn::new().when(compare).then(Op::put(&key, encode(&key, &next)?));
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(next);
+            }
+        }
+        Err(Error::Conflict { key })
+    }
+
+    fn assignment_key(node: NodeId) -> String {
+        format!("{BROKERS_PREFIX}{:05}/assignment", node.0)
+    }
+
+    /// Broker `node`'s assignment version (created at 0). It moves whenever a partition is
+    /// taken from the broker, and every commit record is conditional on it.
+    pub async fn assignment_version(&self, node: NodeId) -> Result<u64> {
+        let key = Self::assignment_key(node);
+        if let Some(kv) = self.store.get(&key).await? {
+            return decode(&key, &kv.value);
+        }
+        self.store
+            .txn(Txn::new().when(Compare::absent(&key)).then(Op::put(&key, encode(&key, &0u64)?)))
+            .await?;
+        match self.store.get(&key).await? {
+            Some(kv) => decode(&key, &kv.value),
+            None => Err(Error::Conflict { key }),
+        }
+    }
+
+    /// Bumps broker `node`'s assignment version: every commit it has not yet made will fail.
+    pub async fn bump_assignment_version(&self, node: NodeId) -> Result<u64> {
+        let key = Self::assignment_key(node);
+        for _ in 0..32 {
+            let current = self.store.get(&key).await?;
+            let (next, compare) = match &current {
+                Some(kv) => (
+                    decode::<u64>(&key, &kv.value)? + 1,
+                    Compare::mod_revision(&key, kv.mod_revision),
+                ),
+                None => (1, Compare::absent(&key)),
+            };
+            let txn = Txn::new().when(compare).then(Op::put(&key, encode(&key, &next)?));
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(next);
+            }
+        }
+        Err(Error::Conflict { key })
+    }
+
+    /// The key of a commit record.
+    pub fn commit_key(node: NodeId, generation: u64, seq: u64) -> String {
+        format!("{COMMITS_PREFIX}{:05}/{generation:010}-{seq:012}", node.0)
+    }
+
+    /// Records a WAL object: writes its commit record if broker `node`'s assignment version is
+    /// still `assignment`. `Fenced` if it moved (nothing is written then).
+    pub async fn commit_wal_object(
+        &self,
+        node: NodeId,
+        assignment: u64,
+        key: &str,
+        record: &CommitRecord,
+    ) -> Result<()> {
+        let assignment_key = Self::assignment_key(node);
+        let txn = Txn::new()
+            .when(Compare::value(&assignment_key, encode(&assignment_key, &assignment)?))
+            .then(Op::put(key, encode(key, record)?));
+        if self.store.txn(txn).await?.succeeded {
+            Ok(())
+        } else {
+            Err(Error::Fenced {
+                key: key.to_string(),
+                reason: format!("assignment version of broker {} is no longer {assignment}", node.0),
+            })
+        }
+    }
+
+    /// One commit record, if it exists (resolves a commit whose outcome was unknown).
+    pub async fn commit_record(&self, key: &str) -> Result<Option<CommitRecord>> {
+        match self.store.get(key).await? {
+            Some(kv) => Ok(Some(decode(key, &kv.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every commit record of every broker, by key.
+    pub async fn commit_records(&self) -> Result<Vec<(String, CommitRecord)>> {
+        self.store
+            .list(COMMITS_PREFIX)
+            .await?
+            .into_iter()
+            .map(|kv| Ok((kv.key.clone(), decode(&kv.key, &kv.value)?)))
+            .collect()
+    }
+
+    /// Deletes commit records whose extents all lie below their partitions' manifests.
+    pub async fn delete_commit_records(&self, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(64) {
+            let mut txn = Txn::new();
+            for key in chunk {
+                txn = txn.then(Op::delete(key.as_str()));
+            }
+            self.store.txn(txn).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +587,9 @@ mod tests {
                     start_offset: Offset(o),
                 })
                 .collect(),
+            manifest: None,
+            manifest_end: Offset(0),
+            log_start: Offset(0),
         }
     }
 
@@ -487,5 +710,59 @@ mod tests {
         catalog.delete_topic("orders").await.unwrap();
         assert!(catalog.topic("orders").await.unwrap().is_none());
         assert!(catalog.partitions(topic.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn commits_and_manifest_moves_are_fenced() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let catalog = Catalog::new(store);
+        let node = NodeId(3);
+        assert_eq!(catalog.next_generation(node).await.unwrap(), 1);
+        assert_eq!(catalog.next_generation(node).await.unwrap(), 2);
+        let v = catalog.assignment_version(node).await.unwrap();
+        let record = CommitRecord {
+            object: "wal/aa/x.wal".into(),
+            extents: vec![],
+        };
+        let key = Catalog::commit_key(node, 2, 1);
+        catalog.commit_wal_object(node, v, &key, &record).await.unwrap();
+        assert_eq!(catalog.commit_record(&key).await.unwrap(), Some(record.clone()));
+        catalog.bump_assignment_version(node).await.unwrap();
+        let key2 = Catalog::commit_key(node, 2, 2);
+        assert!(matches!(
+            catalog.commit_wal_object(node, v, &key2, &record).await,
+            Err(Error::Fenced { .. })
+        ));
+        assert_eq!(catalog.commit_records().await.unwrap().len(), 1);
+        catalog.delete_commit_records(&[key]).await.unwrap();
+        assert!(catalog.commit_records().await.unwrap().is_empty());
+
+        let topic = TopicRecord {
+            name: "t".into(),
+            id: TopicId::random(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        catalog.create_topic(&topic, node).await.unwrap();
+        let moved = catalog
+            .update_partition(topic.id, 0, LeaderEpoch(0), |r| {
+                Some(PartitionRecord {
+                    manifest: Some("m".into()),
+                    manifest_end: Offset(10),
+                    ..r.clone()
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(moved.manifest_end, Offset(10));
+        let stored = catalog.partition(topic.id, 0).await.unwrap().unwrap();
+        let next = stored.record.next_term(node, Offset(12));
+        assert_eq!(next.manifest_end, Offset(10), "a new term keeps the manifest pointer");
+        catalog.update_partitions(&[(stored, next)]).await.unwrap();
+        assert!(matches!(
+            catalog.update_partition(topic.id, 0, LeaderEpoch(0), |r| Some(r.clone())).await,
+            Err(Error::Fenced { .. })
+        ));
     }
 }

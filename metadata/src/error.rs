@@ -26,6 +26,10 @@ pub enum Error {
     TopicExists(String),
     #[error("topic {0} not found")]
     TopicNotFound(String),
+    /// A write conditional on a leader epoch or assignment version found it moved on: the
+    /// caller is no longer the leader and must step down.
+    #[error("fenced on {key}: {reason}")]
+    Fenced { key: String, reason: String },
     #[error("metadata store is closed")]
     Closed,
     #[error("metadata store task failed: {0}")]

@@ -10,7 +10,6 @@
 
 use crate::{Error, Result};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use silt_metadata::{LeaderEpoch, Offset, TopicId};
 use std::collections::BTreeMap;
 
@@ -18,24 +17,7 @@ const MAGIC: &[u8; 8] = b"SILTWAL1";
 const TRAILER_MAGIC: &[u8; 8] = b"SILTWALT";
 pub const HEADER_LEN: usize = 12;
 
-/// One partition's data in a WAL object: offsets `first..=last` at bytes `start..start+len`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Extent {
-    pub topic_id: TopicId,
-    pub partition: i32,
-    pub epoch: LeaderEpoch,
-    pub first: Offset,
-    pub last: Offset,
-    pub start: u64,
-    pub len: u64,
-}
-
-impl Extent {
-    /// The offset after this extent.
-    pub fn end(&self) -> Offset {
-        Offset(self.last.0 + 1)
-    }
-}
+pub use silt_metadata::catalog::WalExtent as Extent;
 
 #[derive(Default)]
 struct Section {
