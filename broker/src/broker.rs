@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::log::partition::{now_ms, Partition, PartitionError};
 use crate::log::wal::{decode_file, FileWalStorage, Wal, WalStorage};
+use crate::tier::Tier;
 use crate::topic_config::{self, TopicConfig};
 use anyhow::Context;
 use silt_metadata::catalog::{Catalog, TopicRecord, VersionedPartition};
@@ -38,12 +39,15 @@ pub struct Broker {
     pub advertised_port: i32,
     /// The group coordinator (every group, on a single node).
     pub groups: Arc<crate::group::Coordinator>,
+    /// Object storage: uploads, archiving, tiered reads.
+    pub tier: Arc<Tier>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion on this broker.
     admin: tokio::sync::Mutex<()>,
     /// Producer ids claimed from the catalog and not yet handed out.
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     logs_dir: PathBuf,
+    descriptor_seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a topic could not be created; each maps to a Kafka error code.
@@ -102,8 +106,21 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl Broker {
-    /// Opens the broker's state: catalog, partitions, WAL replay, new leader epochs.
+    /// Opens the broker's state with the object store its configuration names.
     pub async fn open(config: Config, catalog: Catalog) -> anyhow::Result<Arc<Broker>> {
+        let url = config.object_store_url()?;
+        let store = silt_tiering::store::from_url(&url)
+            .with_context(|| format!("open object store {url}"))?;
+        Self::open_with_store(config, catalog, store).await
+    }
+
+    /// Opens the broker's state: catalog, partitions, WAL replay, what the bucket has that the
+    /// local disk lacks, new leader epochs.
+    pub async fn open_with_store(
+        config: Config,
+        catalog: Catalog,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> anyhow::Result<Arc<Broker>> {
         let (host, port) = config
             .advertised()
             .rsplit_once(':')
@@ -118,6 +135,14 @@ impl Broker {
         let logs_dir = config.data_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)
             .with_context(|| format!("create {}", logs_dir.display()))?;
+        let tier = Tier::open(
+            store,
+            catalog.clone(),
+            node_id,
+            config.tiering.clone(),
+            config.data_dir.join("cache"),
+        )
+        .await?;
 
         // 1. Partitions as their segments left them.
         let mut topics = HashMap::new();
@@ -137,6 +162,7 @@ impl Broker {
                     p.partition,
                     p.record.clone(),
                     config_resolved.clone(),
+                    Some(tier.uploads.clone()),
                 )
                 .with_context(|| format!("open partition {}-{}", record.name, p.partition))?;
                 partitions.push(Arc::new(partition));
@@ -186,6 +212,26 @@ impl Broker {
         if replayed > 0 {
             tracing::info!(batches = replayed, "replayed WAL into segments");
         }
+        // The bucket may hold what the local disk lost (or never had): the manifest and the
+        // recorded tail. Local data past the recorded end is uploaded again.
+        let commits = catalog
+            .commit_records()
+            .await
+            .context("read commit records")?;
+        let mut unrecorded = Vec::new();
+        for topic in topics.values() {
+            for stored in catalog.partitions(topic.record.id).await? {
+                if let Some(p) = topic.partition(stored.partition) {
+                    let (from, to) = tier
+                        .recover(p, &stored.record, &commits)
+                        .await
+                        .with_context(|| {
+                            format!("recover {}-{} from the bucket", p.topic, p.index)
+                        })?;
+                    unrecorded.push((p.clone(), from, to));
+                }
+            }
+        }
         // Producer state: the newest snapshot plus the batches after it.
         for topic in topics.values() {
             for p in &topic.partitions {
@@ -233,6 +279,10 @@ impl Broker {
                 p.set_record(next);
             }
         }
+        for (p, from, to) in unrecorded {
+            tier.requeue(&p, from, to)
+                .with_context(|| format!("re-queue unrecorded data of {}-{}", p.topic, p.index))?;
+        }
 
         let groups = crate::group::Coordinator::start(
             catalog.store().clone(),
@@ -253,6 +303,7 @@ impl Broker {
 
         let broker = Arc::new(Broker {
             groups,
+            tier,
             config,
             node_id,
             cluster_id,
@@ -264,9 +315,50 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             producer_ids: tokio::sync::Mutex::new(0..0),
             logs_dir,
+            descriptor_seq: Arc::default(),
         });
         broker.all_partitions();
+        broker.publish_descriptor();
         Ok(broker)
+    }
+
+    /// Writes the bucket's cluster descriptor (topic names, ids, configs) in the background,
+    /// so that readers without a broker can find topics.
+    pub fn publish_descriptor(&self) {
+        let descriptor = silt_tiering::reader::ClusterDescriptor {
+            version: silt_tiering::layout::FORMAT_VERSION,
+            cluster_id: self.cluster_id.clone(),
+            topics: self
+                .topics()
+                .iter()
+                .map(|t| silt_tiering::reader::TopicDescriptor {
+                    name: t.record.name.clone(),
+                    id: t.record.id,
+                    partitions: t.record.partitions,
+                    configs: t.record.configs.clone(),
+                })
+                .collect(),
+        };
+        let store = self.tier.store.clone();
+        let seq = self
+            .descriptor_seq
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        let latest = self.descriptor_seq.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=10u64 {
+                if latest.load(std::sync::atomic::Ordering::Acquire) != seq {
+                    return; // a newer descriptor is on its way
+                }
+                match descriptor.put(store.as_ref()).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(attempt, %error, "writing cluster.json to the bucket failed");
+                        tokio::time::sleep(Duration::from_secs(attempt)).await;
+                    }
+                }
+            }
+        });
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -362,9 +454,16 @@ impl Broker {
                 .logs_dir
                 .join(record.id.to_string())
                 .join(p.partition.to_string());
-            let partition =
-                Partition::open(&dir, name, record.id, p.partition, p.record, config.clone())
-                    .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
+            let partition = Partition::open(
+                &dir,
+                name,
+                record.id,
+                p.partition,
+                p.record,
+                config.clone(),
+                Some(self.tier.uploads.clone()),
+            )
+            .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
             parts.push(Arc::new(partition));
         }
         let topic = Arc::new(Topic {
@@ -377,6 +476,7 @@ impl Broker {
             .expect("topics lock")
             .insert(name.to_string(), topic.clone());
         self.all_partitions();
+        self.publish_descriptor();
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -479,6 +579,7 @@ impl Broker {
                 p.partition,
                 p.record,
                 topic.config.clone(),
+                Some(self.tier.uploads.clone()),
             )
             .map_err(|e| AdminError::Internal(e.to_string()))?;
             partitions.push(Arc::new(partition));
@@ -503,6 +604,7 @@ impl Broker {
             .expect("topics lock")
             .insert(topic.record.name.clone(), Arc::new(topic));
         self.all_partitions();
+        self.publish_descriptor();
     }
 
     /// Deletes a topic: from the catalog first, then locally.
@@ -519,6 +621,10 @@ impl Broker {
             }
             let _ = std::fs::remove_dir_all(self.logs_dir.join(record.id.to_string()));
         }
+        self.publish_descriptor();
+        let tier = self.tier.clone();
+        let id = record.id;
+        tokio::spawn(async move { tier.delete_topic_objects(id).await });
         tracing::info!(topic = name, "deleted topic");
         Ok(record)
     }
@@ -567,18 +673,23 @@ impl Broker {
         Ok(())
     }
 
-    /// Runs checkpoints and retention until cancelled.
+    /// Runs the uploader, checkpoints, archiving (segment uploads, retention, local eviction)
+    /// and garbage collection until cancelled.
     pub async fn run_background(self: Arc<Self>, cancel: CancellationToken) {
+        let uploader = tokio::spawn(self.tier.clone().run_uploader());
         let checkpoint_every =
             Duration::from_millis(self.config.wal.checkpoint_interval_ms.max(100));
-        let retention_every =
-            Duration::from_millis(self.config.log.retention_check_interval_ms.max(100));
+        let archive_every = Duration::from_millis(self.config.tiering.archive_interval_ms.max(50));
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(200));
-        let mut retention_tick = tokio::time::interval(retention_every);
+        let mut archive_tick = tokio::time::interval(archive_every);
+        archive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = tokio::time::Instant::now();
+        let mut last_gc = tokio::time::Instant::now();
+        let gc_every =
+            Duration::from_millis((self.config.tiering.gc_grace_ms / 4).clamp(1_000, 60_000));
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => break,
                 _ = checkpoint_tick.tick() => {
                     let due = last_checkpoint.elapsed() >= checkpoint_every
                         || self.wal.bytes_since_rotate() >= self.config.wal.checkpoint_bytes;
@@ -589,23 +700,38 @@ impl Broker {
                         last_checkpoint = tokio::time::Instant::now();
                     }
                 }
-                _ = retention_tick.tick() => {
-                    let broker = self.clone();
-                    let result = tokio::task::spawn_blocking(move || {
-                        let now = now_ms();
-                        for p in broker.all_partitions() {
-                            if let Err(error) = p.enforce_retention(now) {
-                                tracing::warn!(topic = %p.topic, partition = p.index, %error, "retention failed");
-                            }
+                _ = archive_tick.tick() => {
+                    for p in self.all_partitions() {
+                        if let Err(error) = self.tier.archive(&p).await {
+                            tracing::warn!(topic = %p.topic, partition = p.index, error = format!("{error:#}"), "archiving failed; retrying next round");
                         }
-                    })
-                    .await;
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "retention task failed");
                     }
+                    self.tier.sweep_graveyard().await;
+                    if last_gc.elapsed() >= gc_every {
+                        let broker = self.clone();
+                        let archived_end = move |topic: TopicId, index: i32| {
+                            broker
+                                .topic_by_id(topic.0)
+                                .and_then(|t| t.partition(index).map(|p| p.manifest().end().0))
+                        };
+                        if let Err(error) = self.tier.collect_garbage(archived_end).await {
+                            tracing::warn!(error = format!("{error:#}"), "garbage collection of WAL objects failed");
+                        }
+                        last_gc = tokio::time::Instant::now();
+                    }
+                    self.tier.update_metrics();
                 }
             }
         }
+        // Let queued data reach the bucket before the uploader stops (bounded).
+        if !self.tier.flush(Duration::from_secs(10)).await {
+            tracing::warn!(
+                pending_bytes = self.tier.uploads.pending_bytes(),
+                "shutting down with data not yet in the bucket; the local WAL keeps it"
+            );
+        }
+        self.tier.cancel.cancel();
+        let _ = uploader.await;
     }
 
     /// Flushes and stops the WAL writer.
@@ -615,6 +741,7 @@ impl Broker {
         }
         let wal = self.wal.clone();
         let _ = tokio::task::spawn_blocking(move || wal.shutdown()).await;
+        self.tier.reader.close().await;
     }
 }
 

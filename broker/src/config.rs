@@ -44,6 +44,61 @@ pub struct Config {
     pub offset_metadata_max_bytes: usize,
     pub log: LogDefaults,
     pub wal: WalSettings,
+    pub tiering: TieringSettings,
+}
+
+/// Object storage: WAL objects, segment objects, the read cache (`[tiering]` in silt.toml,
+/// `SILT_TIERING__*` in the environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TieringSettings {
+    /// `silt.wal.max.delay`: the longest data waits before its WAL object is uploaded.
+    pub wal_max_delay_ms: u64,
+    /// The wait while acks=all producers are waiting (shorter: their latency is the PUT).
+    pub wal_acks_all_delay_ms: u64,
+    /// A WAL object is uploaded once it holds this many bytes.
+    pub wal_object_bytes: usize,
+    /// WAL objects uploaded at once.
+    pub upload_concurrency: usize,
+    /// Bytes written locally but not yet recorded in the bucket; past it produce gets a
+    /// retriable error. Also bounds the memory held by pending uploads.
+    pub max_pending_bytes: usize,
+    /// `silt.tail.max.bytes`: recorded bytes not yet in a segment object before one is cut.
+    pub tail_max_bytes: u64,
+    /// `silt.tail.max.ms`: the longest recorded data stays out of a segment object.
+    pub tail_max_ms: u64,
+    /// How often segments are archived, local copies evicted and retention applied.
+    pub archive_interval_ms: u64,
+    /// Unreferenced WAL objects and deleted segment objects are removed after this long.
+    pub gc_grace_ms: u64,
+    /// Segment objects larger than this are uploaded in parts of this size.
+    pub multipart_bytes: usize,
+    pub cache_memory_bytes: usize,
+    pub cache_disk_bytes: usize,
+    /// Concurrent GETs for reads from the bucket (catch-up consumers).
+    pub read_concurrency: usize,
+    pub readahead_blocks: u64,
+}
+
+impl Default for TieringSettings {
+    fn default() -> Self {
+        TieringSettings {
+            wal_max_delay_ms: 250,
+            wal_acks_all_delay_ms: 5,
+            wal_object_bytes: 8 * 1024 * 1024,
+            upload_concurrency: 4,
+            max_pending_bytes: 256 * 1024 * 1024,
+            tail_max_bytes: 64 * 1024 * 1024,
+            tail_max_ms: 300_000,
+            archive_interval_ms: 1_000,
+            gc_grace_ms: 600_000,
+            multipart_bytes: 16 * 1024 * 1024,
+            cache_memory_bytes: 64 * 1024 * 1024,
+            cache_disk_bytes: 1024 * 1024 * 1024,
+            read_concurrency: 8,
+            readahead_blocks: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +156,7 @@ impl Default for Config {
             offset_metadata_max_bytes: 4_096,
             log: LogDefaults::default(),
             wal: WalSettings::default(),
+            tiering: TieringSettings::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod group;
 pub mod log;
 pub mod metrics;
 pub mod server;
+pub mod tier;
 pub mod topic_config;
 
 use anyhow::Context;
@@ -46,7 +47,6 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     config.validate()?;
     let _lock = lock_data_dir(&config)?;
     let objects_url = config.object_store_url()?;
-    let _objects = silt_tiering::store::from_url(&objects_url)?;
     let store = EmbeddedMetadataStore::open(&config.data_dir.join("metadata"))?;
     let catalog = Catalog::new(Arc::new(store));
 

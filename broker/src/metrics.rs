@@ -1,6 +1,7 @@
-//! The broker's Prometheus metrics, named `silt_broker_<noun>_<unit>`, with labels from bounded
-//! sets (API names; topic names, which the operator controls). Served on the admin port at
-//! `/metrics`.
+//! The broker's Prometheus metrics, named `silt_broker_<noun>_<unit>` (and `silt_tiering_*` for
+//! the object-storage work the broker drives), with labels from bounded sets (API names,
+//! object-store operations; topic names, which the operator controls). Served on the admin
+//! port at `/metrics`.
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
@@ -21,6 +22,15 @@ pub struct Metrics {
     pub wal_sync_bytes: Histogram,
     pub partitions: IntGauge,
     pub group_offset_writes: IntCounterVec,
+    pub upload_lag_bytes: IntGauge,
+    pub upload_lag_seconds: prometheus::Gauge,
+    pub object_store_requests: IntCounterVec,
+    pub object_store_bytes: IntCounterVec,
+    pub object_store_duration: HistogramVec,
+    pub cache_hits: prometheus::IntCounter,
+    pub cache_misses: prometheus::IntCounter,
+    pub wal_objects: prometheus::IntCounter,
+    pub segments_uploaded: prometheus::IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -87,8 +97,67 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["outcome"],
         )?,
+        upload_lag_bytes: IntGauge::new(
+            "silt_tiering_upload_lag_bytes",
+            "Bytes written locally and not yet recorded in the bucket",
+        )?,
+        upload_lag_seconds: prometheus::Gauge::new(
+            "silt_tiering_upload_lag_seconds",
+            "Age of the oldest data not yet recorded in the bucket",
+        )?,
+        object_store_requests: IntCounterVec::new(
+            Opts::new(
+                "silt_tiering_object_store_requests_total",
+                "Object-store requests, by operation and outcome",
+            ),
+            &["op", "outcome"],
+        )?,
+        object_store_bytes: IntCounterVec::new(
+            Opts::new(
+                "silt_tiering_object_store_bytes_total",
+                "Bytes sent to or received from the object store, by operation",
+            ),
+            &["op"],
+        )?,
+        object_store_duration: HistogramVec::new(
+            HistogramOpts::new(
+                "silt_tiering_object_store_request_duration_seconds",
+                "Object-store request latency, by operation",
+            )
+            .buckets(exponential_buckets(0.0005, 2.0, 16)?),
+            &["op"],
+        )?,
+        cache_hits: prometheus::IntCounter::new(
+            "silt_tiering_cache_hits_total",
+            "Reads from the bucket answered by the read cache (blocks)",
+        )?,
+        cache_misses: prometheus::IntCounter::new(
+            "silt_tiering_cache_misses_total",
+            "Reads from the bucket that needed a GET (blocks)",
+        )?,
+        wal_objects: prometheus::IntCounter::new(
+            "silt_tiering_wal_objects_total",
+            "WAL objects uploaded and recorded",
+        )?,
+        segments_uploaded: prometheus::IntCounter::new(
+            "silt_tiering_segments_uploaded_total",
+            "Segment objects uploaded and added to a manifest",
+        )?,
         registry,
     };
+    m.registry.register(Box::new(m.upload_lag_bytes.clone()))?;
+    m.registry
+        .register(Box::new(m.upload_lag_seconds.clone()))?;
+    m.registry
+        .register(Box::new(m.object_store_requests.clone()))?;
+    m.registry
+        .register(Box::new(m.object_store_bytes.clone()))?;
+    m.registry
+        .register(Box::new(m.object_store_duration.clone()))?;
+    m.registry.register(Box::new(m.cache_hits.clone()))?;
+    m.registry.register(Box::new(m.cache_misses.clone()))?;
+    m.registry.register(Box::new(m.wal_objects.clone()))?;
+    m.registry.register(Box::new(m.segments_uploaded.clone()))?;
     m.registry.register(Box::new(m.request_duration.clone()))?;
     m.registry.register(Box::new(m.requests.clone()))?;
     m.registry.register(Box::new(m.connections.clone()))?;
@@ -174,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn every_metric_is_named_silt_broker() {
+    fn every_metric_is_named_by_its_crate() {
         let m = super::metrics();
         m.requests.with_label_values(&["Produce"]).inc();
         m.bytes_in.with_label_values(&["t"]).inc();
@@ -185,10 +254,26 @@ mod tests {
             .with_label_values(&["Produce"])
             .observe(0.001);
         m.group_offset_writes.with_label_values(&["ok"]).inc();
+        m.object_store_requests
+            .with_label_values(&["put", "ok"])
+            .inc();
+        m.object_store_bytes.with_label_values(&["put"]).inc();
+        m.object_store_duration
+            .with_label_values(&["put"])
+            .observe(0.01);
         let text = super::render();
+        let mut tiering = 0;
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split_whitespace().nth(2).unwrap();
-            assert!(name.starts_with("silt_broker_"), "{name}");
+            assert!(
+                name.starts_with("silt_broker_") || name.starts_with("silt_tiering_"),
+                "{name}"
+            );
+            tiering += usize::from(name.starts_with("silt_tiering_"));
         }
+        assert!(
+            tiering >= 8,
+            "upload lag, object-store requests, cache: {text}"
+        );
     }
 }

@@ -20,6 +20,11 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     pub message_timestamp_type: TimestampType,
     pub cleanup_policy: String,
+    /// `silt.durability=object`: acks=all waits until the data is recorded in the bucket.
+    pub durability_object: bool,
+    /// Resolved `local.retention.*` (-1: no limit).
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +204,17 @@ impl TopicConfig {
                 .get("cleanup.policy")
                 .cloned()
                 .unwrap_or_else(|| "delete".into()),
+            durability_object: overrides
+                .get("silt.durability")
+                .is_none_or(|d| d != "local"),
+            local_retention_ms: match long("local.retention.ms", -2) {
+                -2 => long("retention.ms", defaults.retention_ms),
+                v => v,
+            },
+            local_retention_bytes: match long("local.retention.bytes", -2) {
+                -2 => long("retention.bytes", defaults.retention_bytes),
+                v => v,
+            },
         }
     }
 

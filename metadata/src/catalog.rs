@@ -398,7 +398,11 @@ impl Catalog {
     }
 
     /// One partition's record with its revision.
-    pub async fn partition(&self, topic: TopicId, partition: i32) -> Result<Option<VersionedPartition>> {
+    pub async fn partition(
+        &self,
+        topic: TopicId,
+        partition: i32,
+    ) -> Result<Option<VersionedPartition>> {
         let key = partition_key(topic, partition);
         Ok(match self.store.get(&key).await? {
             Some(kv) => Some(VersionedPartition {
@@ -464,7 +468,9 @@ impl Catalog {
                 ),
                 None => (1, Compare::absent(&key)),
             };
-            let txn = Txn::new().when(compare).then(Op::put(&key, encode(&key, &next)?));
+            let txn = Txn::new()
+                .when(compare)
+                .then(Op::put(&key, encode(&key, &next)?));
             if self.store.txn(txn).await?.succeeded {
                 return Ok(next);
             }
@@ -484,7 +490,11 @@ impl Catalog {
             return decode(&key, &kv.value);
         }
         self.store
-            .txn(Txn::new().when(Compare::absent(&key)).then(Op::put(&key, encode(&key, &0u64)?)))
+            .txn(
+                Txn::new()
+                    .when(Compare::absent(&key))
+                    .then(Op::put(&key, encode(&key, &0u64)?)),
+            )
             .await?;
         match self.store.get(&key).await? {
             Some(kv) => decode(&key, &kv.value),
@@ -504,7 +514,9 @@ impl Catalog {
                 ),
                 None => (1, Compare::absent(&key)),
             };
-            let txn = Txn::new().when(compare).then(Op::put(&key, encode(&key, &next)?));
+            let txn = Txn::new()
+                .when(compare)
+                .then(Op::put(&key, encode(&key, &next)?));
             if self.store.txn(txn).await?.succeeded {
                 return Ok(next);
             }
@@ -528,14 +540,20 @@ impl Catalog {
     ) -> Result<()> {
         let assignment_key = Self::assignment_key(node);
         let txn = Txn::new()
-            .when(Compare::value(&assignment_key, encode(&assignment_key, &assignment)?))
+            .when(Compare::value(
+                &assignment_key,
+                encode(&assignment_key, &assignment)?,
+            ))
             .then(Op::put(key, encode(key, record)?));
         if self.store.txn(txn).await?.succeeded {
             Ok(())
         } else {
             Err(Error::Fenced {
                 key: key.to_string(),
-                reason: format!("assignment version of broker {} is no longer {assignment}", node.0),
+                reason: format!(
+                    "assignment version of broker {} is no longer {assignment}",
+                    node.0
+                ),
             })
         }
     }
@@ -725,8 +743,14 @@ mod tests {
             extents: vec![],
         };
         let key = Catalog::commit_key(node, 2, 1);
-        catalog.commit_wal_object(node, v, &key, &record).await.unwrap();
-        assert_eq!(catalog.commit_record(&key).await.unwrap(), Some(record.clone()));
+        catalog
+            .commit_wal_object(node, v, &key, &record)
+            .await
+            .unwrap();
+        assert_eq!(
+            catalog.commit_record(&key).await.unwrap(),
+            Some(record.clone())
+        );
         catalog.bump_assignment_version(node).await.unwrap();
         let key2 = Catalog::commit_key(node, 2, 2);
         assert!(matches!(
@@ -758,10 +782,16 @@ mod tests {
         assert_eq!(moved.manifest_end, Offset(10));
         let stored = catalog.partition(topic.id, 0).await.unwrap().unwrap();
         let next = stored.record.next_term(node, Offset(12));
-        assert_eq!(next.manifest_end, Offset(10), "a new term keeps the manifest pointer");
+        assert_eq!(
+            next.manifest_end,
+            Offset(10),
+            "a new term keeps the manifest pointer"
+        );
         catalog.update_partitions(&[(stored, next)]).await.unwrap();
         assert!(matches!(
-            catalog.update_partition(topic.id, 0, LeaderEpoch(0), |r| Some(r.clone())).await,
+            catalog
+                .update_partition(topic.id, 0, LeaderEpoch(0), |r| Some(r.clone()))
+                .await,
             Err(Error::Fenced { .. })
         ));
     }

@@ -54,7 +54,9 @@ impl Manifest {
 
     /// The offset after the last segment (where the recorded tail begins).
     pub fn end(&self) -> Offset {
-        self.segments.last().map_or(self.log_start, |s| s.end)
+        self.segments
+            .last()
+            .map_or(self.log_start, |s| s.end.max(self.log_start))
     }
 
     pub fn key(&self) -> Path {
@@ -124,7 +126,11 @@ impl Manifest {
                 key: prefix.to_string(),
                 source,
             })?;
-        let Some(newest) = metas.iter().map(|m| &m.location).max_by(|a, b| a.as_ref().cmp(b.as_ref())) else {
+        let Some(newest) = metas
+            .iter()
+            .map(|m| &m.location)
+            .max_by(|a, b| a.as_ref().cmp(b.as_ref()))
+        else {
             return Ok(None);
         };
         Manifest::get(store, newest).await.map(Some)
@@ -152,7 +158,10 @@ mod tests {
             epoch: LeaderEpoch(3),
         });
         m.put(&store).await.unwrap();
-        assert!(m.put(&store).await.is_err(), "a manifest key is written once");
+        assert!(
+            m.put(&store).await.is_err(),
+            "a manifest key is written once"
+        );
         let mut older = m.clone();
         older.epoch = LeaderEpoch(2);
         older.seq = 50;

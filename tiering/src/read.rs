@@ -71,7 +71,10 @@ fn store_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Er
 }
 
 impl TieredReader {
-    pub async fn new(store: Arc<dyn ObjectStore>, config: &ReadConfig) -> Result<Arc<TieredReader>> {
+    pub async fn new(
+        store: Arc<dyn ObjectStore>,
+        config: &ReadConfig,
+    ) -> Result<Arc<TieredReader>> {
         let builder = HybridCacheBuilder::new()
             .with_name("silt-segments")
             .memory(config.memory_bytes.max(BLOCK as usize * 4))
@@ -125,16 +128,25 @@ impl TieredReader {
                 reason: format!("{} bytes is too small for a segment", seg.size),
             });
         }
-        let footer_bytes = self.get_range(&key, seg.size - FOOTER_LEN..seg.size).await?;
+        let footer_bytes = self
+            .get_range(&key, seg.size - FOOTER_LEN..seg.size)
+            .await?;
         let footer = Footer::parse(&seg.key, &footer_bytes)?;
         if footer.object_len() != seg.size {
             return Err(Error::Corrupt {
                 key: seg.key.clone(),
-                reason: format!("footer says {} bytes, manifest says {}", footer.object_len(), seg.size),
+                reason: format!(
+                    "footer says {} bytes, manifest says {}",
+                    footer.object_len(),
+                    seg.size
+                ),
             });
         }
         let index_bytes = self
-            .get_range(&key, footer.index_start()..footer.index_start() + footer.index_len())
+            .get_range(
+                &key,
+                footer.index_start()..footer.index_start() + footer.index_len(),
+            )
             .await?;
         let index = Arc::new(SegmentIndex::parse(&seg.key, footer, &index_bytes)?);
         let mut indexes = self.indexes.lock().expect("index lock");
@@ -152,7 +164,9 @@ impl TieredReader {
             .get_range(key, range)
             .await
             .map_err(store_err("get range", key.as_ref()))?;
-        self.stats.bytes_fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
     }
 
@@ -214,8 +228,14 @@ impl TieredReader {
             let key = key.to_string();
             tokio::spawn(async move {
                 let start = b * BLOCK;
-                if let Ok(bytes) = this.store.get_range(&Path::from(key.as_str()), start..(start + BLOCK).min(size)).await {
-                    this.stats.bytes_fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if let Ok(bytes) = this
+                    .store
+                    .get_range(&Path::from(key.as_str()), start..(start + BLOCK).min(size))
+                    .await
+                {
+                    this.stats
+                        .bytes_fetched
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     this.cache.insert(cache_key, bytes);
                 }
                 drop(permit);
@@ -225,28 +245,55 @@ impl TieredReader {
 
     /// Whole batches holding offsets ≥ `offset` from a segment object: at most `max_bytes`,
     /// except that with `min_one` the first batch comes whole (KIP-74).
-    pub async fn read(self: &Arc<Self>, seg: &SegmentRef, offset: i64, max_bytes: usize, min_one: bool) -> Result<Bytes> {
+    pub async fn read(
+        self: &Arc<Self>,
+        seg: &SegmentRef,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Bytes> {
         let index = self.index(seg).await?;
         let data_len = index.footer.data_len;
         let pos = index.position_for_offset(offset);
         let want = (INDEX_INTERVAL + max_bytes as u64).min(data_len - pos.min(data_len));
-        let window = self.range(&seg.key, seg.size, HEADER_LEN + pos..HEADER_LEN + pos + want).await?;
+        let window = self
+            .range(
+                &seg.key,
+                seg.size,
+                HEADER_LEN + pos..HEADER_LEN + pos + want,
+            )
+            .await?;
         match segment::cut_batches(&window, offset, max_bytes, min_one) {
             Ok(r) => Ok(window.slice(r)),
             Err((at, size)) => {
                 let start = HEADER_LEN + pos + at as u64;
-                self.range(&seg.key, seg.size, start..start + size as u64).await
+                self.range(&seg.key, seg.size, start..start + size as u64)
+                    .await
             }
         }
     }
 
     /// Batches from the first one that may hold a timestamp ≥ `ts` (up to `max_bytes`), for
     /// the caller to decode.
-    pub async fn read_for_timestamp(self: &Arc<Self>, seg: &SegmentRef, ts: i64, max_bytes: usize) -> Result<Bytes> {
+    pub async fn read_for_timestamp(
+        self: &Arc<Self>,
+        seg: &SegmentRef,
+        ts: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes> {
         let index = self.index(seg).await?;
         let pos = index.position_for_timestamp(ts);
         let first = crate::batch::BatchHeader::parse(
-            &self.range(&seg.key, seg.size, HEADER_LEN + pos..HEADER_LEN + pos + (crate::batch::HEADER_LEN as u64).min(index.footer.data_len - pos)).await?,
+            &self
+                .range(
+                    &seg.key,
+                    seg.size,
+                    HEADER_LEN + pos
+                        ..HEADER_LEN
+                            + pos
+                            + (crate::batch::HEADER_LEN as u64).min(index.footer.data_len - pos),
+                )
+                .await?,
         )
         .map_or(seg.base.0, |h| h.base_offset);
         self.read(seg, first, max_bytes, true).await
@@ -278,7 +325,10 @@ mod tests {
         }
         let object = segment::build(0, &data).unwrap();
         let key = "topics/x/00000/segments/a.seg";
-        store.put(&Path::from(key), object.clone().into()).await.unwrap();
+        store
+            .put(&Path::from(key), object.clone().into())
+            .await
+            .unwrap();
         let seg = SegmentRef {
             key: key.into(),
             base: Offset(0),
@@ -304,8 +354,15 @@ mod tests {
         }
         let before = reader.stats.hits.load(Ordering::Relaxed);
         let again = reader.read(&seg, 2345, 1, true).await.unwrap();
-        assert_eq!(crate::batch::batches(&again).count(), 1, "min_one returns one whole batch");
-        assert!(reader.stats.hits.load(Ordering::Relaxed) > before, "second pass hits the cache");
+        assert_eq!(
+            crate::batch::batches(&again).count(),
+            1,
+            "min_one returns one whole batch"
+        );
+        assert!(
+            reader.stats.hits.load(Ordering::Relaxed) > before,
+            "second pass hits the cache"
+        );
         let by_time = reader.read_for_timestamp(&seg, 1300, 1).await.unwrap();
         let h = crate::batch::BatchHeader::parse(&by_time).unwrap();
         assert!(h.base_offset <= 3000);

@@ -62,11 +62,10 @@ impl ClusterDescriptor {
         };
         let bytes = match store.get(&key).await {
             Ok(r) => r.bytes().await.map_err(err)?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NotFound(
-                    "no cluster.json in this bucket: is it a silt bucket (check the URL and prefix)?".into(),
-                ))
-            }
+            Err(object_store::Error::NotFound { .. }) => return Err(Error::NotFound(
+                "no cluster.json in this bucket: is it a silt bucket (check the URL and prefix)?"
+                    .into(),
+            )),
             Err(e) => return Err(err(e)),
         };
         serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -112,7 +111,9 @@ impl BucketReader {
             .topics
             .iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| Error::NotFound(format!("topic {name} is not in the bucket's cluster.json")))
+            .ok_or_else(|| {
+                Error::NotFound(format!("topic {name} is not in the bucket's cluster.json"))
+            })
     }
 
     /// The newest manifest of a partition (an empty one if none was written yet).
@@ -124,9 +125,11 @@ impl BucketReader {
                 t.partitions
             )));
         }
-        Ok(Manifest::newest(self.reader.store().as_ref(), t.id, partition)
-            .await?
-            .unwrap_or_else(|| Manifest::empty(t.id, partition)))
+        Ok(
+            Manifest::newest(self.reader.store().as_ref(), t.id, partition)
+                .await?
+                .unwrap_or_else(|| Manifest::empty(t.id, partition)),
+        )
     }
 
     /// The offset after the last record a reader can get from the bucket.
@@ -164,12 +167,25 @@ impl BucketReader {
 
     /// Calls `each` for every record in `from..to` of the newest manifest, in offset order,
     /// until it returns false. Control records (transaction markers) are skipped.
-    pub async fn read(&self, topic: &str, partition: i32, from: i64, to: i64, each: impl FnMut(Record) -> bool) -> Result<()> {
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        to: i64,
+        each: impl FnMut(Record) -> bool,
+    ) -> Result<()> {
         let manifest = self.manifest(topic, partition).await?;
         self.read_manifest(&manifest, from, to, each).await
     }
 
-    pub async fn read_manifest(&self, manifest: &Manifest, from: i64, to: i64, mut each: impl FnMut(Record) -> bool) -> Result<()> {
+    pub async fn read_manifest(
+        &self,
+        manifest: &Manifest,
+        from: i64,
+        to: i64,
+        mut each: impl FnMut(Record) -> bool,
+    ) -> Result<()> {
         let to = to.min(manifest.end().0);
         let mut offset = from.max(manifest.log_start.0);
         while offset < to {
@@ -209,9 +225,11 @@ fn decode(bytes: &Bytes, partition: i32, mut each: impl FnMut(Record) -> bool) -
             continue;
         }
         let mut batch = bytes.slice(pos..pos + h.total_size());
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch).map_err(|e| Error::Corrupt {
-            key: format!("batch at offset {}", h.base_offset),
-            reason: e.to_string(),
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch).map_err(|e| {
+            Error::Corrupt {
+                key: format!("batch at offset {}", h.base_offset),
+                reason: e.to_string(),
+            }
         })?;
         for r in set.records {
             let keep_going = each(Record {
@@ -220,7 +238,11 @@ fn decode(bytes: &Bytes, partition: i32, mut each: impl FnMut(Record) -> bool) -
                 timestamp: r.timestamp,
                 key: r.key,
                 value: r.value,
-                headers: r.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
             });
             if !keep_going {
                 return Ok(next);

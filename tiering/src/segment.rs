@@ -79,7 +79,10 @@ impl Footer {
             version: u32_at(44),
         };
         if footer.version != crate::layout::FORMAT_VERSION {
-            return Err(corrupt(&format!("segment format version {}", footer.version)));
+            return Err(corrupt(&format!(
+                "segment format version {}",
+                footer.version
+            )));
         }
         if footer.end < footer.base {
             return Err(corrupt("end before base"));
@@ -141,7 +144,9 @@ impl SegmentIndex {
 
     /// Data position from which to scan for the first record with a timestamp ≥ `ts`.
     pub fn position_for_timestamp(&self, ts: i64) -> u64 {
-        let i = self.entries.partition_point(|e| e.max_timestamp_before < ts);
+        let i = self
+            .entries
+            .partition_point(|e| e.max_timestamp_before < ts);
         if i == 0 {
             0
         } else {
@@ -204,10 +209,16 @@ impl SegmentWriter {
         if h.base_offset < self.end {
             return Err(Error::Corrupt {
                 key: format!("segment at {}", self.base),
-                reason: format!("batch at offset {} goes backwards (expected {})", h.base_offset, self.end),
+                reason: format!(
+                    "batch at offset {} goes backwards (expected {})",
+                    h.base_offset, self.end
+                ),
             });
         }
-        if self.last_indexed.is_none_or(|last| position - last >= INDEX_INTERVAL) {
+        if self
+            .last_indexed
+            .is_none_or(|last| position - last >= INDEX_INTERVAL)
+        {
             self.index.push(IndexEntry {
                 offset: h.base_offset,
                 position,
@@ -275,10 +286,7 @@ pub fn cut_batches(
     let mut start = None;
     let mut end = 0;
     let mut at = 0;
-    loop {
-        let Some(h) = BatchHeader::parse(&window[at..]) else {
-            break;
-        };
+    while let Some(h) = BatchHeader::parse(&window[at..]) {
         let size = h.total_size();
         if h.last_offset() < offset {
             if window.len() - at < size {
@@ -333,12 +341,18 @@ pub(crate) mod tests {
         let object = build(1000, &data).unwrap();
         let n = object.len();
         let footer = Footer::parse("k", &object[n - 64..]).unwrap();
-        assert_eq!((footer.base, footer.end, footer.data_len), (1000, 2000, data.len() as u64));
+        assert_eq!(
+            (footer.base, footer.end, footer.data_len),
+            (1000, 2000, data.len() as u64)
+        );
         assert_eq!(footer.object_len(), n as u64);
         let idx_bytes = &object[footer.index_start() as usize..n - 64];
         let index = SegmentIndex::parse("k", footer, idx_bytes).unwrap();
         assert!(index.entries.len() > 3 && index.entries.len() < 20);
-        assert_eq!(crc32c::crc32c(&object[16..16 + data.len()]), footer.data_crc);
+        assert_eq!(
+            crc32c::crc32c(&object[16..16 + data.len()]),
+            footer.data_crc
+        );
         for target in [1000, 1005, 1555, 1999] {
             let pos = index.position_for_offset(target) as usize;
             let h = BatchHeader::parse(&data[pos..]).unwrap();
@@ -366,7 +380,10 @@ pub(crate) mod tests {
         assert_eq!(cut_batches(&data, 7, one * 2, false).unwrap(), one..one * 3);
         assert_eq!(cut_batches(&data, 0, one - 1, false).unwrap(), 0..0);
         assert_eq!(cut_batches(&data, 0, one - 1, true), Ok(0..one));
-        assert_eq!(cut_batches(&data[..one + 70], 5, 1 << 20, true), Err((one, one)));
+        assert_eq!(
+            cut_batches(&data[..one + 70], 5, 1 << 20, true),
+            Err((one, one))
+        );
         assert_eq!(cut_batches(&data, 100, 1 << 20, true).unwrap(), 0..0);
         let mut w = SegmentWriter::new(0);
         assert!(w.add(&data[..one + 1]).is_err(), "partial batch refused");

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::prefix::PrefixStore;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
@@ -52,10 +52,14 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ObjectStore>> {
             }
         }
         "s3" => {
-            let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| Error::InvalidUrl {
-                url: url.into(),
-                reason: "s3 URLs name a bucket: s3://bucket/optional/prefix".into(),
-            })?;
+            let bucket =
+                parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| Error::InvalidUrl {
+                        url: url.into(),
+                        reason: "s3 URLs name a bucket: s3://bucket/optional/prefix".into(),
+                    })?;
             // Our own upload loop retries with backoff and watches the request timeout; the
             // client's retries only smooth over single failed requests.
             let retry = object_store::RetryConfig {
@@ -118,21 +122,34 @@ impl std::fmt::Display for ObservedStore {
 
 #[async_trait]
 impl ObjectStore for ObservedStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         let (start, bytes) = (Instant::now(), payload.content_length() as u64);
         let r = self.inner.put_opts(location, payload, opts).await;
         self.note("put", start, &r, bytes);
         r
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let start = Instant::now();
         let r = self.inner.put_multipart_opts(location, opts).await;
         self.note("put_multipart", start, &r, 0);
         r
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         let start = Instant::now();
         let r = self.inner.get_opts(location, options).await;
         let bytes = r.as_ref().map_or(0, |g| g.range.end - g.range.start);
@@ -140,7 +157,10 @@ impl ObjectStore for ObservedStore {
         r
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         let observer = self.observer.clone();
         self.inner
             .delete_stream(locations)
@@ -160,7 +180,12 @@ impl ObjectStore for ObservedStore {
         r
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         let start = Instant::now();
         let r = self.inner.copy_opts(from, to, options).await;
         self.note("copy", start, &r, 0);
@@ -207,22 +232,38 @@ impl std::fmt::Display for FaultyStore {
 
 #[async_trait]
 impl ObjectStore for FaultyStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.check()?;
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.check()?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.check()?;
         self.inner.get_opts(location, options).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         if let Err(e) = self.check() {
             return futures::stream::once(async move { Err(e) }).boxed();
         }
@@ -241,7 +282,12 @@ impl ObjectStore for FaultyStore {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.check()?;
         self.inner.copy_opts(from, to, options).await
     }
@@ -263,13 +309,20 @@ pub async fn upload_with_retry(
         let r = if payload.len() > multipart_threshold {
             put_multipart(store, key, payload.clone(), multipart_threshold).await
         } else {
-            store.put_opts(key, payload.clone().into(), PutOptions::default()).await.map(|_| ())
+            store
+                .put_opts(key, payload.clone().into(), PutOptions::default())
+                .await
+                .map(|_| ())
         };
         match r {
             Ok(()) => return Ok(()),
             Err(source) => {
                 if give_up.is_cancelled() {
-                    return Err(Error::Store { op: "put", key: key.to_string(), source });
+                    return Err(Error::Store {
+                        op: "put",
+                        key: key.to_string(),
+                        source,
+                    });
                 }
                 if attempt == 1 || attempt.is_power_of_two() {
                     tracing::warn!(key = %key, attempt, error = %source, "upload failed; retrying");
@@ -285,8 +338,15 @@ pub async fn upload_with_retry(
     }
 }
 
-async fn put_multipart(store: &dyn ObjectStore, key: &Path, payload: bytes::Bytes, part: usize) -> object_store::Result<()> {
-    let upload = store.put_multipart_opts(key, PutMultipartOptions::default()).await?;
+async fn put_multipart(
+    store: &dyn ObjectStore,
+    key: &Path,
+    payload: bytes::Bytes,
+    part: usize,
+) -> object_store::Result<()> {
+    let upload = store
+        .put_multipart_opts(key, PutMultipartOptions::default())
+        .await?;
     let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, part);
     writer.put(payload);
     match writer.finish().await {
@@ -320,15 +380,23 @@ mod tests {
             store.set_failing(false);
         });
         let never = tokio_util::sync::CancellationToken::new();
-        upload_with_retry(faulty.as_ref(), &key, bytes::Bytes::from_static(b"hello"), 1 << 20, &never)
-            .await
-            .unwrap();
+        upload_with_retry(
+            faulty.as_ref(),
+            &key,
+            bytes::Bytes::from_static(b"hello"),
+            1 << 20,
+            &never,
+        )
+        .await
+        .unwrap();
         healer.await.unwrap();
         let got = faulty.get(&key).await.unwrap().bytes().await.unwrap();
         assert_eq!(&got[..], b"hello");
         // Over the threshold the payload goes up in parts (5 MiB is S3's minimum part).
         let big = bytes::Bytes::from(vec![7u8; 11 << 20]);
-        upload_with_retry(faulty.as_ref(), &key, big.clone(), 5 << 20, &never).await.unwrap();
+        upload_with_retry(faulty.as_ref(), &key, big.clone(), 5 << 20, &never)
+            .await
+            .unwrap();
         assert_eq!(faulty.get(&key).await.unwrap().bytes().await.unwrap(), big);
     }
 

@@ -37,11 +37,22 @@ pub struct WalObjectBuilder {
 impl WalObjectBuilder {
     /// Adds one batch (already offset-stamped) of `topic`/`partition` covering `first..=last`.
     /// Batches of a partition must come in offset order.
-    pub fn push(&mut self, topic: TopicId, partition: i32, epoch: i32, first: i64, last: i64, batch: &[u8]) {
-        let section = self.sections.entry((topic, partition)).or_insert_with(|| Section {
-            first,
-            ..Section::default()
-        });
+    pub fn push(
+        &mut self,
+        topic: TopicId,
+        partition: i32,
+        epoch: i32,
+        first: i64,
+        last: i64,
+        batch: &[u8],
+    ) {
+        let section = self
+            .sections
+            .entry((topic, partition))
+            .or_insert_with(|| Section {
+                first,
+                ..Section::default()
+            });
         section.bytes.extend_from_slice(batch);
         section.epoch = section.epoch.max(epoch);
         section.last = last;
@@ -124,7 +135,10 @@ mod tests {
         let (bytes, extents) = w.finish();
         assert_eq!(extents.len(), 2);
         let ea = extents.iter().find(|e| e.topic_id == a).unwrap();
-        assert_eq!((ea.first, ea.last, ea.end()), (Offset(10), Offset(15), Offset(16)));
+        assert_eq!(
+            (ea.first, ea.last, ea.end()),
+            (Offset(10), Offset(15), Offset(16))
+        );
         let slice = &bytes[ea.start as usize..(ea.start + ea.len) as usize];
         assert_eq!(slice, b"aaaaaAA");
         assert_eq!(decode_extents("k", &bytes).unwrap(), extents);

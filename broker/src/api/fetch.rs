@@ -46,26 +46,32 @@ async fn respond(broker: &Broker, header: &RequestHeader, request: FetchRequest)
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let mut synced = broker.wal.subscribe();
+    let mut recorded = broker.tier.subscribe_recorded();
     loop {
         synced.borrow_and_update();
-        let (response, bytes, has_error) = read_once(broker, &request);
+        recorded.borrow_and_update();
+        let (response, bytes, has_error) = read_once(broker, &request).await;
         let done =
             has_error || bytes >= request.min_bytes.max(0) as usize || Instant::now() >= deadline;
         if done {
             return frame(header, &response);
         }
-        // New data becomes visible only when a WAL sync advances high watermarks.
-        if tokio::time::timeout_at(deadline, synced.changed())
-            .await
-            .is_err()
-        {
-            let (response, _, _) = read_once(broker, &request);
+        // New data becomes visible only when a WAL sync or a commit record advances high
+        // watermarks.
+        let changed = async {
+            tokio::select! {
+                r = synced.changed() => r,
+                r = recorded.changed() => r,
+            }
+        };
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let (response, _, _) = read_once(broker, &request).await;
             return frame(header, &response);
         }
     }
 }
 
-fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
     let mut remaining = (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES);
     let mut total = 0usize;
     let mut has_error = false;
@@ -96,13 +102,12 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
                 partitions.push(base.with_error_code(code.code()));
                 continue;
             };
-            let _span = tracing::debug_span!(
+            let span = tracing::debug_span!(
                 "partition",
                 topic = %partition.topic,
                 partition = fp.partition,
                 fetch_offset = fp.fetch_offset
-            )
-            .entered();
+            );
             if let Some(error) = check_leader_epoch(partition, fp.current_leader_epoch) {
                 has_error = true;
                 partitions.push(base.with_error_code(error.code()));
@@ -110,7 +115,31 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
             }
             // KIP-74: until some data is in the response, the first batch goes out whole.
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
-            let read = partition.read(fp.fetch_offset, limit, total == 0);
+            let mut read = span.in_scope(|| partition.read(fp.fetch_offset, limit, total == 0));
+            // Below the local log: from the segment object, through the read cache.
+            if let Ok(r) = &mut read {
+                if let Some(seg) = r.remote.take() {
+                    match broker
+                        .tier
+                        .reader
+                        .read(&seg, fp.fetch_offset, limit, total == 0)
+                        .await
+                    {
+                        Ok(bytes) => r.records = bytes.to_vec(),
+                        Err(error) => {
+                            tracing::warn!(topic = %partition.topic, partition = fp.partition, %error, "read from the bucket failed");
+                            has_error = true;
+                            partitions.push(
+                                base.with_error_code(ResponseError::KafkaStorageError.code())
+                                    .with_high_watermark(partition.high_watermark())
+                                    .with_last_stable_offset(partition.high_watermark())
+                                    .with_log_start_offset(partition.log_start()),
+                            );
+                            continue;
+                        }
+                    }
+                }
+            }
             match read {
                 Ok(r) => {
                     total += r.records.len();

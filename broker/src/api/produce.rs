@@ -30,6 +30,7 @@ pub async fn handle(
     let request: ProduceRequest = decode(&header, body)?;
     let acks = request.acks;
     let mut max_seq = 0u64;
+    let mut recorded_waits: Vec<(Arc<crate::log::partition::Partition>, i64)> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let topic = broker.topic(topic_data.name.as_str());
@@ -68,6 +69,16 @@ pub async fn handle(
                 outcomes.push(fail(ResponseError::CorruptMessage, "no records".into()));
                 continue;
             };
+            if broker.tier.uploads.over_limit() {
+                outcomes.push(fail(
+                    ResponseError::NotEnoughReplicas,
+                    format!(
+                        "{} bytes are waiting for the object store; retry later",
+                        broker.tier.uploads.pending_bytes()
+                    ),
+                ));
+                continue;
+            }
             let config = partition.config();
             let mut records = BytesMut::from(&records[..]);
             let limits = Limits {
@@ -97,6 +108,9 @@ pub async fn handle(
                         .with_label_values(&[partition.topic.as_str()])
                         .inc_by(records.len() as u64);
                     max_seq = max_seq.max(appended.wal_seq);
+                    if acks == -1 && partition.durability_object() {
+                        recorded_waits.push((partition.clone(), appended.end_offset));
+                    }
                     outcomes.push(PartitionOutcome {
                         index: pd.index,
                         result: Ok((
@@ -134,13 +148,14 @@ pub async fn handle(
     } else {
         requested
     };
+    let deadline = tokio::time::Instant::now() + timeout;
     let wait = async move {
         let synced = if max_seq == 0 {
             Ok(Ok(()))
         } else {
-            tokio::time::timeout(timeout, broker.wal.wait_synced(max_seq)).await
+            tokio::time::timeout_at(deadline, broker.wal.wait_synced(max_seq)).await
         };
-        let sync_error = match synced {
+        let mut sync_error = match synced {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some((ResponseError::KafkaStorageError, e.0)),
             Err(_) => Some((
@@ -148,6 +163,34 @@ pub async fn handle(
                 "WAL sync timed out".to_string(),
             )),
         };
+        // acks=all with durability `object`: answered once the data is recorded in the bucket.
+        if sync_error.is_none() && !recorded_waits.is_empty() {
+            let tier = broker.tier.clone();
+            let mut recorded = tier.subscribe_recorded();
+            tier.uploads.acks_all_begin();
+            let all_recorded = async {
+                loop {
+                    recorded.borrow_and_update();
+                    if recorded_waits
+                        .iter()
+                        .all(|(p, end)| p.high_watermark() >= *end)
+                    {
+                        return;
+                    }
+                    if recorded.changed().await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let waited = tokio::time::timeout_at(deadline, all_recorded).await;
+            tier.uploads.acks_all_end();
+            if waited.is_err() {
+                sync_error = Some((
+                    ResponseError::RequestTimedOut,
+                    "the data did not reach the object store within the request timeout; it stays in the local WAL and is uploaded when the store is back".to_string(),
+                ));
+            }
+        }
         let responses = topics
             .into_iter()
             .map(|(name, outcomes)| {

@@ -14,9 +14,7 @@ const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;
 const MAX_TIMESTAMP_OFFSET: usize = 35;
 const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
-const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const CONTROL_BIT: i16 = 0x20;
 
 fn be<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     b[at..at + N].try_into().expect("caller checked the length")

@@ -2,20 +2,27 @@
 //! leader epoch and its history.
 //!
 //! Append path: validate (outside the lock) → lock → assign offsets and stamp the leader epoch →
-//! write to the active segment → append to the WAL → unlock → wait for the WAL sync, after
-//! which the WAL writer advances the HW. Consumers read below the HW only.
+//! write to the active segment → append to the WAL and to the upload queue → unlock → wait for
+//! the WAL sync (acks=1, durability `local`) or for the data to be recorded in the bucket
+//! (acks=all with durability `object`). The HW is the end of the recorded prefix (or of the
+//! locally synced one for durability `local`); consumers read below it only.
+//!
+//! Below the first local segment, reads go to the segment objects the manifest lists.
 
 use super::batch::{self, BatchHeader};
 use super::producer::{self, BatchMeta, Check, ProducerStates, SequenceError};
 use super::segment::Segment;
 use super::wal::{OnDurable, Wal, WalFailed};
+use crate::tier::UploadQueue;
 use crate::topic_config::{TimestampType, TopicConfig};
 use silt_metadata::catalog::PartitionRecord;
 use silt_metadata::{LeaderEpoch, Offset, TopicId};
+use silt_tiering::manifest::{Manifest, SegmentRef};
+use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,6 +68,16 @@ struct Log {
     producers: ProducerStates,
     /// Producer state changed since the last snapshot.
     producers_dirty: bool,
+    /// The current manifest: segment objects below the local log, producer snapshot.
+    manifest: Manifest,
+}
+
+/// What of the log is recorded in the bucket: a contiguous prefix, and the ranges recorded
+/// past a gap (WAL objects may be recorded out of order).
+#[derive(Default)]
+struct Recorded {
+    end: i64,
+    ahead: BTreeMap<i64, i64>,
 }
 
 pub struct Partition {
@@ -70,17 +87,27 @@ pub struct Partition {
     dir: PathBuf,
     log: Mutex<Log>,
     high_watermark: AtomicI64,
+    /// End of the locally synced prefix.
+    synced_end: AtomicI64,
+    recorded: Mutex<Recorded>,
+    durability_object: AtomicBool,
+    uploads: Option<Arc<UploadQueue>>,
 }
 
 impl OnDurable for Partition {
     fn durable(&self, end_offset: i64) {
-        self.high_watermark.fetch_max(end_offset, Ordering::AcqRel);
+        self.synced_end.fetch_max(end_offset, Ordering::AcqRel);
+        if !self.durability_object.load(Ordering::Acquire) {
+            self.high_watermark.fetch_max(end_offset, Ordering::AcqRel);
+        }
     }
 }
 
 /// What an append did.
 pub struct Appended {
     pub base_offset: i64,
+    /// The offset after the last record of this append (or of the duplicates it matched).
+    pub end_offset: i64,
     pub log_append_time: Option<i64>,
     pub wal_seq: u64,
     pub log_start: i64,
@@ -91,6 +118,8 @@ pub struct ReadResult {
     pub records: Vec<u8>,
     pub high_watermark: i64,
     pub log_start: i64,
+    /// The offset lies below the local log, in this segment object.
+    pub remote: Option<SegmentRef>,
 }
 
 /// Where a ListOffsets lookup landed.
@@ -118,6 +147,7 @@ impl Partition {
         index: i32,
         record: PartitionRecord,
         config: Arc<TopicConfig>,
+        uploads: Option<Arc<UploadQueue>>,
     ) -> Result<Partition, PartitionError> {
         let io_err = |source| PartitionError::Io {
             path: dir.to_path_buf(),
@@ -177,6 +207,7 @@ impl Partition {
             .unwrap_or(0)
             .max(segments[0].base_offset)
             .min(log_end);
+        let durability_object = config.durability_object;
         Ok(Partition {
             topic: topic.to_string(),
             topic_id,
@@ -191,8 +222,16 @@ impl Partition {
                 deleted: false,
                 producers: ProducerStates::default(),
                 producers_dirty: false,
+                manifest: Manifest::empty(topic_id, index),
             }),
             high_watermark: AtomicI64::new(log_end),
+            synced_end: AtomicI64::new(log_end),
+            recorded: Mutex::new(Recorded {
+                end: log_end,
+                ahead: BTreeMap::new(),
+            }),
+            durability_object: AtomicBool::new(durability_object),
+            uploads,
         })
     }
 
@@ -236,7 +275,249 @@ impl Partition {
     }
 
     pub fn set_config(&self, config: Arc<TopicConfig>) {
+        self.durability_object
+            .store(config.durability_object, Ordering::Release);
+        if !config.durability_object {
+            self.high_watermark
+                .fetch_max(self.synced_end.load(Ordering::Acquire), Ordering::AcqRel);
+        }
         self.lock().config = config;
+    }
+
+    /// Whether acks=all waits for the bucket.
+    pub fn durability_object(&self) -> bool {
+        self.durability_object.load(Ordering::Acquire)
+    }
+
+    /// Where the recorded prefix ends.
+    pub fn recorded_end(&self) -> i64 {
+        self.recorded.lock().expect("recorded lock").end
+    }
+
+    /// Sets the recorded end found at startup, and the HW with it.
+    pub fn init_recorded(&self, end: i64) {
+        let mut r = self.recorded.lock().expect("recorded lock");
+        r.end = end;
+        r.ahead.clear();
+        let hw = if self.durability_object() {
+            end
+        } else {
+            self.log_end()
+        };
+        self.high_watermark.store(hw, Ordering::Release);
+    }
+
+    /// Offsets `first..end` are recorded in the bucket; advances the recorded prefix (and the
+    /// HW, for durability `object`) over every contiguous range.
+    pub fn mark_recorded(&self, first: i64, end: i64) {
+        let mut r = self.recorded.lock().expect("recorded lock");
+        if first > r.end {
+            let e = r.ahead.entry(first).or_insert(end);
+            *e = (*e).max(end);
+            return;
+        }
+        r.end = r.end.max(end);
+        while let Some((&f, &e)) = r.ahead.first_key_value() {
+            if f > r.end {
+                break;
+            }
+            r.ahead.remove(&f);
+            r.end = r.end.max(e);
+        }
+        if self.durability_object() {
+            self.high_watermark.fetch_max(r.end, Ordering::AcqRel);
+        }
+    }
+
+    /// The current manifest.
+    pub fn manifest(&self) -> Manifest {
+        self.lock().manifest.clone()
+    }
+
+    /// Installs the current manifest; the log start follows its log start.
+    pub fn set_manifest(&self, manifest: Manifest) {
+        let mut log = self.lock();
+        let first_remote = manifest.segments.first().map(|s| s.base.0);
+        let lowest = first_remote
+            .unwrap_or(log.segments[0].base_offset)
+            .min(log.segments[0].base_offset);
+        log.log_start = log.log_start.max(manifest.log_start.0).max(lowest);
+        if log.log_start > log.log_end {
+            log.log_start = log.log_end;
+        }
+        log.manifest = manifest;
+    }
+
+    /// Replaces the local log with one empty segment at `offset` (local data that does not
+    /// reach the bucket's manifest is of no use; the manifest and the tail are the truth).
+    pub fn reset_local(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut log = self.lock();
+        let old: Vec<Segment> = log.segments.drain(..).collect();
+        for s in &old {
+            let _ = std::fs::remove_file(&s.path);
+        }
+        let _ = std::fs::remove_file(self.dir.join(LOG_START_FILE));
+        for (_, path) in self.producer_snapshots() {
+            let _ = std::fs::remove_file(path);
+        }
+        log.segments
+            .push(Segment::create(&self.dir, offset).map_err(self.io_err())?);
+        log.log_end = offset;
+        log.log_start = log.log_start.min(offset);
+        self.synced_end.store(offset, Ordering::Release);
+        self.high_watermark.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// Base offset of the first local segment.
+    pub fn local_start(&self) -> i64 {
+        self.lock().segments[0].base_offset
+    }
+
+    /// Local batches in `from..to` regardless of the HW (re-uploads after a restart).
+    pub fn read_local_range(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(BatchHeader, Vec<u8>)>, PartitionError> {
+        let log = self.lock();
+        let mut out = Vec::new();
+        for segment in &log.segments {
+            if segment.next_offset() <= from || segment.base_offset >= to {
+                continue;
+            }
+            let mut pos = segment.locate(from).map_err(self.io_err())?;
+            while pos < segment.size() {
+                let (h, bytes) = segment.read_batch(pos).map_err(self.io_err())?;
+                pos += h.total_size() as u64;
+                if h.base_offset >= to {
+                    break;
+                }
+                if h.last_offset() >= from {
+                    out.push((h, bytes));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first sealed local segment not yet in the manifest, if all of it is recorded:
+    /// (base, end, file, size).
+    pub fn archivable(&self) -> Option<(i64, i64, Arc<std::fs::File>, u64)> {
+        let recorded = self.recorded_end();
+        let log = self.lock();
+        let end = log.manifest.end().0;
+        let n = log.segments.len();
+        log.segments[..n - 1]
+            .iter()
+            .find(|s| s.base_offset == end && !s.is_empty())
+            .filter(|s| s.next_offset() <= recorded)
+            .map(|s| (s.base_offset, s.next_offset(), s.file(), s.size()))
+    }
+
+    /// Bytes of local segments not yet in the manifest, when the oldest of them was created,
+    /// and how many there are.
+    pub fn unarchived(&self) -> (u64, Option<SystemTime>, usize) {
+        let log = self.lock();
+        let end = log.manifest.end().0;
+        let pending: Vec<&Segment> = log
+            .segments
+            .iter()
+            .filter(|s| s.next_offset() > end && !s.is_empty())
+            .collect();
+        (
+            pending.iter().map(|s| s.size()).sum(),
+            pending.first().map(|s| s.created),
+            pending.len(),
+        )
+    }
+
+    /// Seals the active segment now (the tail of recorded data grew past its bound).
+    pub fn roll(&self) -> Result<(), PartitionError> {
+        let mut log = self.lock();
+        if log.segments.last().expect("active").is_empty() {
+            return Ok(());
+        }
+        let segment = Segment::create(&self.dir, log.log_end).map_err(self.io_err())?;
+        log.segments.push(segment);
+        Ok(())
+    }
+
+    /// Producer state as of `end`: the manifest's snapshot plus the batches of local segments
+    /// from the manifest's end up to `end`.
+    pub fn producer_snapshot_at(&self, end: i64) -> Result<serde_json::Value, PartitionError> {
+        let log = self.lock();
+        let mut states: ProducerStates = log
+            .manifest
+            .producers
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let from = log.manifest.end().0;
+        let now = now_ms();
+        for segment in &log.segments {
+            if segment.next_offset() <= from || segment.base_offset >= end {
+                continue;
+            }
+            for h in segment.headers_from(from).map_err(self.io_err())? {
+                if h.producer_id < 0 || h.base_offset < from || h.last_offset() >= end {
+                    continue;
+                }
+                let meta = BatchMeta {
+                    first_seq: h.base_sequence,
+                    last_seq: producer::last_sequence(h.base_sequence, h.last_offset_delta),
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                    wal_seq: 0,
+                };
+                states.record(h.producer_id, h.producer_epoch, meta, now);
+            }
+        }
+        Ok(serde_json::to_value(&states).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Removes local copies of segments in the manifest, oldest first, while the local log is
+    /// larger than `max_bytes` or they are older than `max_ms` (-1: no limit), and every local
+    /// segment below the log start. Never the active segment. Returns bytes removed.
+    pub fn evict_local(&self, max_bytes: i64, max_ms: i64, now_ms: i64) -> u64 {
+        let removed: Vec<Segment> = {
+            let mut log = self.lock();
+            let archived_end = log.manifest.end().0;
+            let mut total: u64 = log.segments.iter().map(|s| s.size()).sum();
+            let mut count = 0;
+            let n = log.segments.len();
+            for segment in &log.segments[..n - 1] {
+                if segment.next_offset() > archived_end {
+                    break;
+                }
+                let newest = if segment.max_timestamp >= 0 {
+                    segment.max_timestamp
+                } else {
+                    segment
+                        .created
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(now_ms, |d| d.as_millis() as i64)
+                };
+                let below_start = segment.next_offset() <= log.log_start;
+                let by_time = max_ms >= 0 && now_ms - newest > max_ms;
+                let by_size = max_bytes >= 0 && total > max_bytes as u64;
+                if !(below_start || by_time || by_size) {
+                    break;
+                }
+                total -= segment.size();
+                count += 1;
+            }
+            log.segments.drain(..count).collect()
+        };
+        let mut bytes = 0;
+        for segment in removed {
+            bytes += segment.size();
+            tracing::debug!(topic = %self.topic, partition = self.index, base_offset = segment.base_offset, "evicted local copy of an archived segment");
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                tracing::warn!(path = %segment.path.display(), error = %e, "removing an evicted segment failed");
+            }
+        }
+        bytes
     }
 
     /// Appends validated batches (ranges within `records`, which is rewritten in place).
@@ -289,10 +570,12 @@ impl Partition {
         }
         let mut base_offset = None;
         let mut wal_seq = 0;
+        let mut end_offset = 0;
         for ((header, range), check) in batches.iter().zip(checks) {
             if let Check::Duplicate(dup) = check {
                 base_offset.get_or_insert(dup.base_offset);
                 wal_seq = wal_seq.max(dup.wal_seq);
+                end_offset = end_offset.max(dup.last_offset + 1);
                 continue;
             }
             let offset = log.log_end;
@@ -316,6 +599,10 @@ impl Partition {
             wal_seq = wal
                 .append(&self.topic_id.0, self.index, bytes, self.clone(), end)
                 .map_err(PartitionError::Wal)?;
+            if let Some(uploads) = &self.uploads {
+                uploads.push(self, epoch, offset, end - 1, bytes);
+            }
+            end_offset = end;
             if stamped.producer_id >= 0 {
                 let meta = BatchMeta {
                     first_seq: stamped.base_sequence,
@@ -333,6 +620,7 @@ impl Partition {
             }
         }
         Ok(Appended {
+            end_offset,
             base_offset: base_offset.unwrap_or(log.log_end),
             log_append_time,
             wal_seq,
@@ -399,11 +687,24 @@ impl Partition {
         let log_end = self.log_end();
         let mut states = ProducerStates::default();
         let mut from = self.log_start();
+        // A log rebuilt from the bucket starts from the manifest's snapshot.
+        let manifest = self.manifest();
+        let mut floor = i64::MIN;
+        if let Some(snapshot) = manifest
+            .producers
+            .clone()
+            .and_then(|v| serde_json::from_value::<ProducerStates>(v).ok())
+        {
+            states = snapshot;
+            from = from.max(manifest.end().0);
+            floor = manifest.end().0;
+        }
+        // A local snapshot is better only if it is newer than the manifest's.
         if let Some((offset, path)) = self
             .producer_snapshots()
             .into_iter()
             .rev()
-            .find(|(o, _)| *o <= log_end)
+            .find(|(o, _)| *o <= log_end && *o >= floor)
         {
             match std::fs::read(&path)
                 .map_err(|e| e.to_string())
@@ -547,7 +848,23 @@ impl Partition {
                     records: Vec::new(),
                     high_watermark: hw,
                     log_start: log.log_start,
+                    remote: None,
                 });
+            }
+            if offset < log.segments[0].base_offset {
+                return match log.manifest.segment_for(offset) {
+                    Some(seg) => Ok(ReadResult {
+                        records: Vec::new(),
+                        high_watermark: hw,
+                        log_start: log.log_start,
+                        remote: Some(seg.clone()),
+                    }),
+                    None => Err(PartitionError::OffsetOutOfRange {
+                        offset,
+                        log_start: log.log_start,
+                        log_end: log.log_end,
+                    }),
+                };
             }
             let i = log.segments.partition_point(|s| s.base_offset <= offset) - 1;
             let mut segment = &log.segments[i];
@@ -588,6 +905,7 @@ impl Partition {
             records,
             high_watermark: hw,
             log_start,
+            remote: None,
         })
     }
 
@@ -700,54 +1018,6 @@ impl Partition {
             .map(|(e, o)| (e.0, o.0))
     }
 
-    /// Deletes whole segments past `retention.ms` / `retention.bytes` (never the active one,
-    /// never data above the HW) and advances the log start offset. Returns bytes removed.
-    pub fn enforce_retention(&self, now_ms: i64) -> Result<u64, PartitionError> {
-        let hw = self.high_watermark();
-        let removed: Vec<Segment> = {
-            let mut log = self.lock();
-            if !log.config.deletes_by_retention() {
-                // cleanup.policy=compact alone: Kafka never deletes by time or size.
-                return Ok(0);
-            }
-            let retention_ms = log.config.retention_ms;
-            let retention_bytes = log.config.retention_bytes;
-            let mut total: u64 = log.segments.iter().map(|s| s.size()).sum();
-            let mut count = 0;
-            for segment in &log.segments[..log.segments.len() - 1] {
-                if segment.next_offset() > hw {
-                    break;
-                }
-                let newest = if segment.max_timestamp >= 0 {
-                    segment.max_timestamp
-                } else {
-                    segment
-                        .created
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(now_ms, |d| d.as_millis() as i64)
-                };
-                let expired_by_time = retention_ms >= 0 && now_ms - newest > retention_ms;
-                let expired_by_size =
-                    retention_bytes >= 0 && total - segment.size() >= retention_bytes as u64;
-                if !(expired_by_time || expired_by_size) {
-                    break;
-                }
-                total -= segment.size();
-                count += 1;
-            }
-            let removed: Vec<Segment> = log.segments.drain(..count).collect();
-            log.log_start = log.segments[0].base_offset.max(log.log_start);
-            removed
-        };
-        let mut bytes = 0;
-        for segment in removed {
-            bytes += segment.size();
-            tracing::info!(topic = %self.topic, partition = self.index, base_offset = segment.base_offset, "retention deleted segment");
-            std::fs::remove_file(&segment.path).map_err(self.io_err())?;
-        }
-        Ok(bytes)
-    }
-
     /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark) and removes
     /// the segments wholly below it. Returns the new log start offset.
     pub fn delete_records(&self, offset: i64) -> Result<i64, PartitionError> {
@@ -783,9 +1053,12 @@ impl Partition {
             };
             write().map_err(self.io_err())?;
             log.log_start = target;
+            // Segments not yet archived stay until they are: the archiver cuts at the manifest's
+            // end, and the next retention pass drops them from the manifest.
+            let archived_end = log.manifest.end().0;
             let keep_from = log.segments[..log.segments.len() - 1]
                 .iter()
-                .take_while(|s| s.next_offset() <= target)
+                .take_while(|s| s.next_offset() <= target.min(archived_end))
                 .count();
             log.segments.drain(..keep_from).collect()
         };
@@ -835,14 +1108,39 @@ mod tests {
                 epoch: LeaderEpoch(4),
                 start_offset: Offset(0),
             }],
+            manifest: None,
+            manifest_end: Offset(0),
+            log_start: Offset(0),
         }
     }
 
+    /// Marks every sealed local segment as archived (as the archiver would after uploading).
+    fn archive_all(p: &Partition) {
+        let log = p.lock();
+        let mut m = Manifest::empty(p.topic_id, p.index);
+        let n = log.segments.len();
+        for s in &log.segments[..n - 1] {
+            m.segments.push(SegmentRef {
+                key: format!("seg-{}", s.base_offset),
+                base: Offset(s.base_offset),
+                end: Offset(s.next_offset()),
+                size: s.size(),
+                max_timestamp: s.max_timestamp,
+                epoch: LeaderEpoch(4),
+            });
+        }
+        drop(log);
+        p.set_manifest(m);
+    }
+
+    /// Durability `local` unless asked otherwise: these tests run without an uploader.
     fn config(overrides: &[(&str, &str)]) -> Arc<TopicConfig> {
-        let map: BTreeMap<String, String> = overrides
+        let mut map: BTreeMap<String, String> = overrides
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        map.entry("silt.durability".into())
+            .or_insert_with(|| "local".into());
         Arc::new(TopicConfig::resolve(&LogDefaults::default(), &map))
     }
 
@@ -855,42 +1153,85 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rolls_on_segment_bytes_and_retention_advances_log_start() {
+    async fn rolls_on_segment_bytes_and_evicts_only_archived_copies() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
-        let cfg = config(&[("segment.bytes", "4096"), ("retention.bytes", "8192")]);
+        let cfg = config(&[("segment.bytes", "4096")]);
         let p = Arc::new(
-            Partition::open(dir.path(), "t", TopicId::random(), 0, record(), cfg).unwrap(),
+            Partition::open(dir.path(), "t", TopicId::random(), 0, record(), cfg, None).unwrap(),
         );
         for i in 0..40 {
             let a = append(&p, &wal, 10).await;
             assert_eq!(a.base_offset, i * 10);
+            assert_eq!(a.end_offset, i * 10 + 10);
         }
         assert_eq!(p.high_watermark(), 400);
         let segments = std::fs::read_dir(dir.path()).unwrap().count();
         assert!(segments > 3, "rolled into {segments} segments");
-
-        let removed = p.enforce_retention(now_ms()).unwrap();
+        // Nothing is archived yet: eviction keeps everything however small the limit.
+        assert_eq!(p.evict_local(0, 0, now_ms()), 0);
+        let (unarchived, _, count) = p.unarchived();
+        assert_eq!(count, segments);
+        assert_eq!(unarchived, p.size_bytes());
+        // The first sealed segment is archivable once recorded.
+        assert!(p.archivable().is_none(), "nothing recorded yet");
+        p.mark_recorded(0, 400);
+        let (base, end, _, _) = p.archivable().expect("sealed and recorded");
+        assert_eq!(base, 0);
+        archive_all(&p);
+        assert_eq!(
+            p.unarchived().2,
+            1,
+            "only the active segment is left to archive"
+        );
+        let removed = p.evict_local(0, -1, now_ms());
         assert!(removed > 0);
-        let start = p.log_start();
-        assert!(start > 0, "log start advanced to {start}");
-        let kept: u64 = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
-        assert!(kept <= 8192 + 4096, "kept {kept} bytes");
-        assert!(matches!(
-            p.read(start - 1, 1 << 20, true),
-            Err(PartitionError::OffsetOutOfRange { .. })
-        ));
-        let r = p.read(start, 1 << 20, true).unwrap();
-        assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset, start);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the active segment stays"
+        );
+        assert_eq!(p.log_start(), 0, "eviction does not move the log start");
+        // Below the local log, reads point at the segment object.
+        let r = p.read(5, 1 << 20, true).unwrap();
+        assert_eq!(r.remote.unwrap().base, Offset(0));
+        assert!(end > 0);
+    }
 
-        // Reopening finds the same log.
-        drop(p);
-        let p =
-            Partition::open(dir.path(), "t", TopicId::random(), 0, record(), config(&[])).unwrap();
-        assert_eq!((p.log_start(), p.log_end()), (start, 400));
+    #[tokio::test]
+    async fn recorded_prefix_advances_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
+        let p = Arc::new(
+            Partition::open(
+                dir.path(),
+                "t",
+                TopicId::random(),
+                0,
+                record(),
+                config(&[("silt.durability", "object")]),
+                None,
+            )
+            .unwrap(),
+        );
+        p.init_recorded(0);
+        for _ in 0..3 {
+            append(&p, &wal, 10).await;
+        }
+        assert_eq!(
+            p.high_watermark(),
+            0,
+            "durability object: synced is not enough"
+        );
+        p.mark_recorded(20, 30);
+        assert_eq!((p.recorded_end(), p.high_watermark()), (0, 0));
+        p.mark_recorded(0, 10);
+        assert_eq!(p.high_watermark(), 10);
+        p.mark_recorded(10, 20);
+        assert_eq!(p.high_watermark(), 30, "the gap closed: both ranges count");
+        // durability=local: the synced end is the HW.
+        p.set_config(config(&[("silt.durability", "local")]));
+        assert_eq!(p.high_watermark(), 30);
     }
 
     #[tokio::test]
@@ -899,7 +1240,8 @@ mod tests {
         let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
         let cfg = config(&[("segment.bytes", "4096")]);
         let id = TopicId::random();
-        let p = Arc::new(Partition::open(dir.path(), "t", id, 0, record(), cfg.clone()).unwrap());
+        let p =
+            Arc::new(Partition::open(dir.path(), "t", id, 0, record(), cfg.clone(), None).unwrap());
         for _ in 0..20 {
             append(&p, &wal, 10).await;
         }
@@ -912,7 +1254,7 @@ mod tests {
         assert!(p.read(54, 1 << 20, true).is_err());
         assert!(p.read(55, 1 << 20, true).is_ok());
         drop(p);
-        let p = Partition::open(dir.path(), "t", id, 0, record(), cfg).unwrap();
+        let p = Partition::open(dir.path(), "t", id, 0, record(), cfg, None).unwrap();
         assert_eq!(p.log_start(), 55, "survives a restart");
         let p = Arc::new(p);
         p.high_watermark.store(p.log_end(), Ordering::Release);
@@ -924,12 +1266,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retention_by_time_and_segment_ms() {
+    async fn segment_ms_rolls_and_local_retention_ms_evicts() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
-        let cfg = config(&[("segment.ms", "1"), ("retention.ms", "1000")]);
+        let cfg = config(&[("segment.ms", "1")]);
         let p = Arc::new(
-            Partition::open(dir.path(), "t", TopicId::random(), 0, record(), cfg).unwrap(),
+            Partition::open(dir.path(), "t", TopicId::random(), 0, record(), cfg, None).unwrap(),
         );
         for _ in 0..3 {
             append(&p, &wal, 5).await;
@@ -937,9 +1279,10 @@ mod tests {
         }
         // segment.ms = 1: every append after the first rolled a new segment.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
-        // The records carry 2023 timestamps: far past retention.ms. The active one stays.
-        p.enforce_retention(now_ms()).unwrap();
-        assert_eq!(p.log_start(), 10);
+        archive_all(&p);
+        // The records carry 2023 timestamps: far past a 1 s local retention.
+        p.evict_local(-1, 1000, now_ms());
+        assert_eq!(p.local_start(), 10);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -948,7 +1291,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
         let p = Arc::new(
-            Partition::open(dir.path(), "t", TopicId::random(), 0, record(), config(&[])).unwrap(),
+            Partition::open(
+                dir.path(),
+                "t",
+                TopicId::random(),
+                0,
+                record(),
+                config(&[]),
+                None,
+            )
+            .unwrap(),
         );
         append(&p, &wal, 20).await;
         append(&p, &wal, 20).await;

@@ -1,0 +1,832 @@
+//! The broker's side of object storage: the commit protocol of `DESIGN.md` (write path steps
+//! 4-8) on top of `silt_tiering`'s formats and `silt_metadata`'s catalog.
+//!
+//! - [`UploadQueue`]: appends land here (under the partition's lock, so in offset order) and
+//!   wait to become one multi-partition WAL object.
+//! - [`Tier::run_uploader`]: cuts WAL objects by size or age, uploads them (retrying with
+//!   backoff), writes one commit record per object conditional on this broker's assignment
+//!   version, then advances each partition's recorded prefix and so its high watermark.
+//! - [`Tier::archive`]: per partition, uploads sealed, fully recorded segments as segment
+//!   objects, commits a new manifest and moves the manifest pointer (epoch-checked), applies
+//!   retention to the manifest and evicts local copies.
+//! - [`Tier::recover`]: at startup, rebuilds a partition from its manifest and recorded tail
+//!   when the local disk lacks data, and re-queues local data that was never recorded.
+
+use crate::config::TieringSettings;
+use crate::log::partition::{now_ms, Partition, PartitionError};
+use anyhow::Context;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use silt_metadata::catalog::{Catalog, CommitRecord, PartitionRecord, WalExtent};
+use silt_metadata::{NodeId, Offset, TopicId};
+use silt_tiering::manifest::{Manifest, SegmentRef};
+use silt_tiering::read::{ReadConfig, TieredReader};
+use silt_tiering::segment::SegmentWriter;
+use silt_tiering::store::{ObservedStore, StoreObserver};
+use silt_tiering::wal_object::WalObjectBuilder;
+use silt_tiering::{layout, store};
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Data waiting to become a WAL object.
+#[derive(Default)]
+struct Buffered {
+    builder: WalObjectBuilder,
+    partitions: HashMap<(TopicId, i32), Arc<Partition>>,
+    first_at: Option<Instant>,
+}
+
+/// Appends waiting for upload, and the bound on data not yet recorded.
+pub struct UploadQueue {
+    buffered: Mutex<Buffered>,
+    notify: Notify,
+    /// Bytes pushed and not yet recorded (buffered and in flight).
+    pending_bytes: AtomicUsize,
+    acks_all_waiting: AtomicUsize,
+    /// When the oldest in-flight object's data was first buffered, by object sequence.
+    in_flight: Mutex<HashMap<u64, Instant>>,
+    limit: usize,
+}
+
+impl UploadQueue {
+    pub fn new(limit: usize) -> Arc<UploadQueue> {
+        Arc::new(UploadQueue {
+            buffered: Mutex::default(),
+            notify: Notify::new(),
+            pending_bytes: AtomicUsize::new(0),
+            acks_all_waiting: AtomicUsize::new(0),
+            in_flight: Mutex::default(),
+            limit,
+        })
+    }
+
+    /// Buffers one stamped batch of `p` covering `first..=last`. Called under `p`'s lock.
+    pub fn push(&self, p: &Arc<Partition>, epoch: i32, first: i64, last: i64, batch: &[u8]) {
+        let mut b = self.buffered.lock().expect("upload queue lock");
+        b.builder
+            .push(p.topic_id, p.index, epoch, first, last, batch);
+        b.partitions
+            .entry((p.topic_id, p.index))
+            .or_insert_with(|| p.clone());
+        b.first_at.get_or_insert_with(Instant::now);
+        drop(b);
+        self.pending_bytes.fetch_add(batch.len(), Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    /// Whether local-only data reached its bound (produce answers with a retriable error).
+    pub fn over_limit(&self) -> bool {
+        self.pending_bytes.load(Ordering::Acquire) >= self.limit
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes.load(Ordering::Acquire)
+    }
+
+    /// An acks=all request starts waiting: upload sooner.
+    pub fn acks_all_begin(&self) {
+        self.acks_all_waiting.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    pub fn acks_all_end(&self) {
+        self.acks_all_waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn peek(&self) -> (usize, Option<Instant>) {
+        let b = self.buffered.lock().expect("upload queue lock");
+        (b.builder.len(), b.first_at)
+    }
+
+    fn take(&self) -> Option<Buffered> {
+        let mut b = self.buffered.lock().expect("upload queue lock");
+        if b.builder.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut *b))
+    }
+
+    /// Age of the oldest data not yet recorded.
+    fn lag(&self) -> Duration {
+        let buffered = self.buffered.lock().expect("upload queue lock").first_at;
+        let in_flight = self
+            .in_flight
+            .lock()
+            .expect("upload queue lock")
+            .values()
+            .min()
+            .copied();
+        [buffered, in_flight]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+}
+
+/// Feeds object-store requests into the Prometheus metrics.
+#[derive(Debug)]
+struct StoreMetrics;
+
+impl StoreObserver for StoreMetrics {
+    fn observe(&self, op: &'static str, ok: bool, bytes: u64, took: Duration) {
+        let m = crate::metrics::metrics();
+        let outcome = if ok { "ok" } else { "error" };
+        m.object_store_requests
+            .with_label_values(&[op, outcome])
+            .inc();
+        if bytes > 0 {
+            m.object_store_bytes.with_label_values(&[op]).inc_by(bytes);
+        }
+        if took > Duration::ZERO {
+            m.object_store_duration
+                .with_label_values(&[op])
+                .observe(took.as_secs_f64());
+        }
+    }
+}
+
+pub struct Tier {
+    pub store: Arc<dyn ObjectStore>,
+    pub reader: Arc<TieredReader>,
+    pub uploads: Arc<UploadQueue>,
+    catalog: Catalog,
+    node: NodeId,
+    generation: u64,
+    assignment: AtomicU64,
+    settings: TieringSettings,
+    /// Bumped whenever some partition's recorded prefix moved (wakes acks=all and fetches).
+    recorded: watch::Sender<u64>,
+    /// Objects no manifest references any more, deleted once the grace period passed.
+    graveyard: Mutex<Vec<(Instant, Path)>>,
+    cache_seen: Mutex<(u64, u64)>,
+    pub cancel: CancellationToken,
+}
+
+impl Tier {
+    /// Opens the object store (wrapped for metrics) and the read cache under `cache_dir`.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        catalog: Catalog,
+        node: NodeId,
+        settings: TieringSettings,
+        cache_dir: std::path::PathBuf,
+    ) -> anyhow::Result<Arc<Tier>> {
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(ObservedStore::new(store, Arc::new(StoreMetrics)));
+        let generation = catalog
+            .next_generation(node)
+            .await
+            .context("claim a broker generation")?;
+        let assignment = catalog
+            .assignment_version(node)
+            .await
+            .context("read the broker's assignment version")?;
+        // The disk cache is a cache: start it empty rather than trust a killed process's files.
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        let reader = TieredReader::new(
+            store.clone(),
+            &ReadConfig {
+                cache_dir: Some(cache_dir),
+                memory_bytes: settings.cache_memory_bytes,
+                disk_bytes: settings.cache_disk_bytes,
+                concurrency: settings.read_concurrency,
+                readahead_blocks: settings.readahead_blocks,
+            },
+        )
+        .await
+        .context("open the read cache")?;
+        Ok(Arc::new(Tier {
+            store,
+            reader,
+            uploads: UploadQueue::new(settings.max_pending_bytes),
+            catalog,
+            node,
+            generation,
+            assignment: AtomicU64::new(assignment),
+            settings,
+            recorded: watch::channel(0).0,
+            graveyard: Mutex::default(),
+            cache_seen: Mutex::default(),
+            cancel: CancellationToken::new(),
+        }))
+    }
+
+    /// Changes whenever a recorded prefix moved.
+    pub fn subscribe_recorded(&self) -> watch::Receiver<u64> {
+        self.recorded.subscribe()
+    }
+
+    /// Rebuilds what the local disk lacks from the bucket and returns the range of local data
+    /// never recorded, which the caller re-queues (`from..to`).
+    pub async fn recover(
+        &self,
+        p: &Arc<Partition>,
+        record: &PartitionRecord,
+        commits: &[(String, CommitRecord)],
+    ) -> anyhow::Result<(i64, i64)> {
+        let mut manifest = match &record.manifest {
+            Some(key) => {
+                let path = Path::from(key.as_str());
+                with_retries("read manifest", || {
+                    Manifest::get(self.store.as_ref(), &path)
+                })
+                .await
+                .with_context(|| format!("read manifest {key}"))?
+            }
+            None => Manifest::empty(p.topic_id, p.index),
+        };
+        manifest.log_start = manifest.log_start.max(record.log_start);
+        let archived_end = manifest.end().0;
+        let mut tail: Vec<(&str, &WalExtent)> = commits
+            .iter()
+            .flat_map(|(_, c)| c.extents.iter().map(move |e| (c.object.as_str(), e)))
+            .filter(|(_, e)| {
+                e.topic_id == p.topic_id && e.partition == p.index && e.end().0 > archived_end
+            })
+            .collect();
+        tail.sort_by_key(|(_, e)| e.first);
+        let mut recorded_end = archived_end;
+        for (_, e) in &tail {
+            if e.first.0 > recorded_end {
+                break;
+            }
+            recorded_end = recorded_end.max(e.end().0);
+        }
+        let local_end = p.log_end();
+        if local_end < recorded_end {
+            let from = if local_end >= archived_end && p.local_start() <= local_end {
+                local_end
+            } else {
+                tracing::info!(topic = %p.topic, partition = p.index, archived_end, local_end, "local log does not reach the bucket's manifest; rebuilding it from the bucket");
+                p.reset_local(archived_end)?;
+                archived_end
+            };
+            let mut replayed = 0;
+            for (object, e) in &tail {
+                if e.end().0 <= from || e.first.0 > recorded_end {
+                    continue;
+                }
+                let key = Path::from(*object);
+                let range = e.start..e.start + e.len;
+                let bytes = with_retries("read WAL object", || {
+                    let (store, key, range) = (self.store.clone(), key.clone(), range.clone());
+                    async move { store.get_range(&key, range).await }
+                })
+                .await
+                .with_context(|| format!("read {object}"))?;
+                for (pos, h) in silt_tiering::batch::batches(&bytes) {
+                    if h.last_offset() < from {
+                        continue;
+                    }
+                    p.replay(&bytes[pos..pos + h.total_size()])?;
+                    replayed += 1;
+                }
+            }
+            tracing::info!(topic = %p.topic, partition = p.index, from, to = recorded_end, batches = replayed, "replayed the recorded tail from WAL objects");
+        }
+        p.set_manifest(manifest);
+        p.init_recorded(recorded_end);
+        Ok((recorded_end, p.log_end()))
+    }
+
+    /// Queues local batches `from..to` (recorded nowhere yet) for upload.
+    pub fn requeue(&self, p: &Arc<Partition>, from: i64, to: i64) -> Result<usize, PartitionError> {
+        if from >= to {
+            return Ok(0);
+        }
+        let batches = p.read_local_range(from, to)?;
+        for (h, bytes) in &batches {
+            self.uploads.push(
+                p,
+                h.partition_leader_epoch,
+                h.base_offset,
+                h.last_offset(),
+                bytes,
+            );
+        }
+        if !batches.is_empty() {
+            tracing::info!(topic = %p.topic, partition = p.index, from, to, "re-queued local data that was never recorded");
+        }
+        Ok(batches.len())
+    }
+
+    /// Cuts and uploads WAL objects until cancelled.
+    pub async fn run_uploader(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(self.settings.upload_concurrency.max(1)));
+        let max_delay = Duration::from_millis(self.settings.wal_max_delay_ms);
+        let acks_delay = Duration::from_millis(self.settings.wal_acks_all_delay_ms).min(max_delay);
+        let mut seq = 0u64;
+        loop {
+            // Wait until an object is due: by size, by age, or sooner for acks=all.
+            loop {
+                let (len, first_at) = self.uploads.peek();
+                let delay = if self.uploads.acks_all_waiting.load(Ordering::Acquire) > 0 {
+                    acks_delay
+                } else {
+                    max_delay
+                };
+                let due = first_at.map(|t| t + delay);
+                if len >= self.settings.wal_object_bytes || due.is_some_and(|d| d <= Instant::now())
+                {
+                    break;
+                }
+                let sleep = async {
+                    match due {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = self.uploads.notify.notified() => {}
+                    _ = sleep => {}
+                }
+            }
+            let permit = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            let Some(buffered) = self.uploads.take() else {
+                continue;
+            };
+            seq += 1;
+            let first_at = buffered.first_at.unwrap_or_else(Instant::now);
+            self.uploads
+                .in_flight
+                .lock()
+                .expect("upload queue lock")
+                .insert(seq, first_at);
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.upload_wal_object(seq, buffered).await;
+                this.uploads
+                    .in_flight
+                    .lock()
+                    .expect("upload queue lock")
+                    .remove(&seq);
+                drop(permit);
+            });
+        }
+    }
+
+    async fn upload_wal_object(&self, seq: u64, buffered: Buffered) {
+        let (bytes, extents) = buffered.builder.finish();
+        let data_bytes: u64 = extents.iter().map(|e| e.len).sum();
+        let key = layout::wal_object_key(self.node, self.generation, seq);
+        if let Err(error) =
+            store::upload_with_retry(self.store.as_ref(), &key, bytes, usize::MAX, &self.cancel)
+                .await
+        {
+            tracing::warn!(%key, %error, "WAL object not uploaded before shutdown; the local WAL keeps the data");
+            return;
+        }
+        let commit_key = Catalog::commit_key(self.node, self.generation, seq);
+        let record = CommitRecord {
+            object: key.to_string(),
+            extents,
+        };
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let assignment = self.assignment.load(Ordering::Acquire);
+            match self
+                .catalog
+                .commit_wal_object(self.node, assignment, &commit_key, &record)
+                .await
+            {
+                Ok(()) => break,
+                Err(silt_metadata::Error::Fenced { reason, .. }) => {
+                    // A partition was taken from this broker: none of this object's data
+                    // becomes visible here. (Re-committing the extents still owned comes with
+                    // multi-broker leadership.)
+                    tracing::error!(%commit_key, %reason, "WAL object commit fenced; its data stays unrecorded");
+                    return;
+                }
+                Err(error) => {
+                    // The outcome is unknown until the record is read back.
+                    match self.catalog.commit_record(&commit_key).await {
+                        Ok(Some(_)) => break,
+                        Ok(None) => {
+                            tracing::warn!(%commit_key, %error, "WAL object commit failed; retrying")
+                        }
+                        Err(read_error) => {
+                            tracing::warn!(%commit_key, %error, %read_error, "WAL object commit outcome unknown; retrying")
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        for e in &record.extents {
+            if let Some(p) = buffered.partitions.get(&(e.topic_id, e.partition)) {
+                p.mark_recorded(e.first.0, e.end().0);
+            }
+        }
+        self.uploads
+            .pending_bytes
+            .fetch_sub(data_bytes as usize, Ordering::AcqRel);
+        crate::metrics::metrics().wal_objects.inc();
+        self.recorded.send_modify(|v| *v += 1);
+    }
+
+    /// Waits (up to `deadline`) until everything queued so far is recorded.
+    pub async fn flush(&self, deadline: Duration) -> bool {
+        self.uploads.acks_all_begin();
+        let mut recorded = self.subscribe_recorded();
+        let done = tokio::time::timeout(deadline, async {
+            while self.uploads.pending_bytes() > 0 {
+                if recorded.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok();
+        self.uploads.acks_all_end();
+        done
+    }
+
+    /// One pass over a partition: archive sealed segments, apply retention, evict local copies.
+    pub async fn archive(&self, p: &Arc<Partition>) -> anyhow::Result<()> {
+        let config = p.config();
+        let (unarchived, oldest, count) = p.unarchived();
+        let tail_too_old = oldest
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= Duration::from_millis(self.settings.tail_max_ms));
+        if count == 1 && (unarchived >= self.settings.tail_max_bytes || tail_too_old) {
+            p.roll()?;
+        }
+        for _ in 0..16 {
+            let Some((base, end, file, size)) = p.archivable() else {
+                break;
+            };
+            self.archive_segment(p, base, end, file, size).await?;
+        }
+        if config.deletes_by_retention() {
+            self.apply_retention(p, config.retention_ms, config.retention_bytes)
+                .await?;
+        }
+        let evicted = p.evict_local(
+            config.local_retention_bytes,
+            config.local_retention_ms,
+            now_ms(),
+        );
+        if evicted > 0 {
+            tracing::debug!(topic = %p.topic, partition = p.index, bytes = evicted, "evicted local segment copies");
+        }
+        Ok(())
+    }
+
+    async fn archive_segment(
+        &self,
+        p: &Arc<Partition>,
+        base: i64,
+        end: i64,
+        file: Arc<std::fs::File>,
+        size: u64,
+    ) -> anyhow::Result<()> {
+        let epoch = p.leader_epoch();
+        let key = layout::segment_key(p.topic_id, p.index, Offset(base), Offset(end), epoch);
+        let (object_len, max_timestamp) = self.upload_segment(&key, base, file, size).await?;
+        let producers = p.producer_snapshot_at(end)?;
+        let current = p.manifest();
+        let mut next = current.clone();
+        next.epoch = epoch;
+        next.seq = current.seq + 1;
+        next.log_start = current.log_start.max(Offset(p.log_start()));
+        next.segments.push(SegmentRef {
+            key: key.to_string(),
+            base: Offset(base),
+            end: Offset(end),
+            size: object_len,
+            max_timestamp,
+            epoch,
+        });
+        next.epoch_history = p.record().epoch_history;
+        next.producers = Some(producers);
+        self.commit_manifest(p, &current, next).await?;
+        crate::metrics::metrics().segments_uploaded.inc();
+        tracing::debug!(topic = %p.topic, partition = p.index, base, end, %key, "archived segment");
+        Ok(())
+    }
+
+    /// Streams a local segment file into a segment object; returns its size and max timestamp.
+    async fn upload_segment(
+        &self,
+        key: &Path,
+        base: i64,
+        file: Arc<std::fs::File>,
+        size: u64,
+    ) -> anyhow::Result<(u64, i64)> {
+        const CHUNK: u64 = 4 * 1024 * 1024;
+        let mut writer = SegmentWriter::new(base);
+        let small = size <= self.settings.multipart_bytes as u64;
+        let mut whole = Vec::new();
+        let mut multipart = if small {
+            whole.extend_from_slice(&SegmentWriter::header());
+            None
+        } else {
+            let upload = self
+                .store
+                .put_multipart(key)
+                .await
+                .with_context(|| format!("start multipart upload of {key}"))?;
+            let mut w = object_store::WriteMultipart::new_with_chunk_size(
+                upload,
+                self.settings.multipart_bytes,
+            );
+            w.write(&SegmentWriter::header());
+            Some(w)
+        };
+        let mut pos = 0u64;
+        let mut carry: Vec<u8> = Vec::new();
+        while pos < size {
+            let n = CHUNK.min(size - pos);
+            let chunk = {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    let mut buf = vec![0u8; n as usize];
+                    file.read_exact_at(&mut buf, pos)?;
+                    Ok(buf)
+                })
+                .await??
+            };
+            pos += n;
+            carry.extend_from_slice(&chunk);
+            let whole_batches = silt_tiering::batch::batches(&carry)
+                .last()
+                .map_or(0, |(at, h)| at + h.total_size());
+            writer.add(&carry[..whole_batches])?;
+            match &mut multipart {
+                Some(w) => {
+                    w.wait_for_capacity(2).await?;
+                    w.write(&carry[..whole_batches]);
+                }
+                None => whole.extend_from_slice(&carry[..whole_batches]),
+            }
+            carry.drain(..whole_batches);
+        }
+        anyhow::ensure!(
+            carry.is_empty(),
+            "segment file of {key} ends inside a batch ({} bytes left)",
+            carry.len()
+        );
+        let max_timestamp = writer.max_timestamp();
+        let footer = writer.finish();
+        let object_len = match multipart {
+            Some(mut w) => {
+                w.write(&footer);
+                let len = SegmentWriter::header().len() as u64 + size + footer.len() as u64;
+                w.finish()
+                    .await
+                    .with_context(|| format!("finish upload of {key}"))?;
+                len
+            }
+            None => {
+                whole.extend_from_slice(&footer);
+                let len = whole.len() as u64;
+                self.store
+                    .put(key, Bytes::from(whole).into())
+                    .await
+                    .with_context(|| format!("upload {key}"))?;
+                len
+            }
+        };
+        Ok((object_len, max_timestamp))
+    }
+
+    /// Writes `next` to the bucket and moves the partition's manifest pointer to it (only if
+    /// the partition's leader epoch is still ours), then installs it locally.
+    async fn commit_manifest(
+        &self,
+        p: &Arc<Partition>,
+        current: &Manifest,
+        next: Manifest,
+    ) -> anyhow::Result<()> {
+        let key = next
+            .put(self.store.as_ref())
+            .await
+            .context("write manifest")?;
+        let epoch = p.leader_epoch();
+        let manifest_end = next.end();
+        let log_start = next.log_start;
+        let stored = self
+            .catalog
+            .update_partition(p.topic_id, p.index, epoch, |r| {
+                Some(PartitionRecord {
+                    manifest: Some(key.to_string()),
+                    manifest_end,
+                    log_start: r.log_start.max(log_start),
+                    ..r.clone()
+                })
+            })
+            .await
+            .context("move the manifest pointer")?;
+        p.set_record(stored);
+        p.set_manifest(next);
+        if current.seq > 0 || !current.segments.is_empty() {
+            self.bury(current.key());
+        }
+        Ok(())
+    }
+
+    /// Drops segment objects past `retention.ms` / `retention.bytes` or below the log start from
+    /// the manifest (manifest first; the objects go after the grace period).
+    async fn apply_retention(
+        &self,
+        p: &Arc<Partition>,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> anyhow::Result<()> {
+        let current = p.manifest();
+        let log_start = p.log_start();
+        let (unarchived, _, _) = p.unarchived();
+        let now = now_ms();
+        let mut total: u64 = current.segments.iter().map(|s| s.size).sum::<u64>() + unarchived;
+        let mut drop = 0;
+        for seg in &current.segments {
+            let below_start = seg.end.0 <= log_start;
+            let by_time = retention_ms >= 0
+                && seg.max_timestamp >= 0
+                && now - seg.max_timestamp > retention_ms;
+            let by_size = retention_bytes >= 0 && total - seg.size >= retention_bytes as u64;
+            if !(below_start || by_time || by_size) {
+                break;
+            }
+            total -= seg.size;
+            drop += 1;
+        }
+        let new_start = match current.segments.get(drop) {
+            Some(s) if drop > 0 => s.base.0.max(log_start),
+            None if drop > 0 => current.end().0.max(log_start),
+            _ => log_start,
+        };
+        if drop == 0 && current.log_start.0 >= new_start {
+            return Ok(());
+        }
+        let mut next = current.clone();
+        let dropped: Vec<SegmentRef> = next.segments.drain(..drop).collect();
+        next.seq = current.seq + 1;
+        next.epoch = p.leader_epoch();
+        next.log_start = Offset(new_start.max(current.log_start.0));
+        self.commit_manifest(p, &current, next).await?;
+        for seg in dropped {
+            tracing::info!(topic = %p.topic, partition = p.index, base = seg.base.0, end = seg.end.0, "retention dropped segment object");
+            self.reader.forget(&seg.key);
+            self.bury(Path::from(seg.key));
+        }
+        Ok(())
+    }
+
+    fn bury(&self, key: Path) {
+        let at = Instant::now() + Duration::from_millis(self.settings.gc_grace_ms);
+        self.graveyard
+            .lock()
+            .expect("graveyard lock")
+            .push((at, key));
+    }
+
+    /// Deletes buried objects whose grace period passed.
+    pub async fn sweep_graveyard(&self) {
+        let due: Vec<Path> = {
+            let mut g = self.graveyard.lock().expect("graveyard lock");
+            let now = Instant::now();
+            let (due, keep): (Vec<_>, Vec<_>) = g.drain(..).partition(|(at, _)| *at <= now);
+            *g = keep;
+            due.into_iter().map(|(_, k)| k).collect()
+        };
+        for key in due {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(%key, %error, "deleting an unreferenced object failed; will retry");
+                    self.bury(key);
+                }
+            }
+        }
+    }
+
+    /// Deletes this broker's commit records whose extents are all archived (`archived_end`
+    /// gives a partition's manifest end, `None` for a deleted partition), then WAL objects no
+    /// commit record references that are older than the grace period.
+    pub async fn collect_garbage(
+        &self,
+        archived_end: impl Fn(TopicId, i32) -> Option<i64>,
+    ) -> anyhow::Result<()> {
+        let records = self.catalog.commit_records().await?;
+        let mine = format!("/silt/commits/{:05}/", self.node.0);
+        let done: Vec<String> = records
+            .iter()
+            .filter(|(k, _)| k.starts_with(&mine))
+            .filter(|(_, c)| {
+                c.extents.iter().all(|e| {
+                    archived_end(e.topic_id, e.partition).is_none_or(|end| end >= e.end().0)
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !done.is_empty() {
+            self.catalog.delete_commit_records(&done).await?;
+        }
+        let live: std::collections::HashSet<&str> = records
+            .iter()
+            .filter(|(k, _)| !done.contains(k))
+            .map(|(_, c)| c.object.as_str())
+            .collect();
+        use futures::TryStreamExt;
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&layout::wal_prefix()))
+            .try_collect()
+            .await?;
+        let grace = chrono_age(self.settings.gc_grace_ms);
+        for meta in objects {
+            if live.contains(meta.location.as_ref()) || meta.last_modified > grace {
+                continue;
+            }
+            if let Err(error) = self.store.delete(&meta.location).await {
+                tracing::warn!(key = %meta.location, %error, "deleting an unreferenced WAL object failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object of a deleted topic (bounded retries; leftovers are logged).
+    pub async fn delete_topic_objects(&self, topic: TopicId) {
+        use futures::TryStreamExt;
+        let prefix = layout::topic_prefix(topic);
+        for attempt in 1..=5 {
+            let result: Result<(), object_store::Error> = async {
+                let objects: Vec<object_store::ObjectMeta> =
+                    self.store.list(Some(&prefix)).try_collect().await?;
+                for meta in objects {
+                    self.reader.forget(meta.location.as_ref());
+                    match self.store.delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%prefix, attempt, %error, "deleting a deleted topic's objects failed");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+            }
+        }
+        tracing::error!(%prefix, "gave up deleting a deleted topic's objects; delete them by hand");
+    }
+
+    /// Publishes cache counters and upload lag as metrics.
+    pub fn update_metrics(&self) {
+        let m = crate::metrics::metrics();
+        m.upload_lag_bytes.set(self.uploads.pending_bytes() as i64);
+        m.upload_lag_seconds.set(self.uploads.lag().as_secs_f64());
+        let hits = self.reader.stats.hits.load(Ordering::Relaxed);
+        let misses = self.reader.stats.misses.load(Ordering::Relaxed);
+        let mut seen = self.cache_seen.lock().expect("metrics lock");
+        m.cache_hits.inc_by(hits.saturating_sub(seen.0));
+        m.cache_misses.inc_by(misses.saturating_sub(seen.1));
+        *seen = (hits, misses);
+    }
+}
+
+/// The time `ms` milliseconds ago, as object stores report modification times.
+fn chrono_age(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::milliseconds(ms as i64)
+}
+
+/// Retries an object-store read a few times (startup recovery; a store that stays down fails
+/// the start with the error).
+async fn with_retries<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1.. {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 6 => {
+                tracing::warn!(attempt, error = %e, "{what} failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
