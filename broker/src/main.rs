@@ -41,6 +41,33 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Read a topic's committed records straight from the bucket (no broker, no metadata
+    /// store): one JSON object per line, up to the newest manifest's end. S3 settings come from
+    /// AWS_* variables (AWS_ENDPOINT and AWS_ALLOW_HTTP=true for MinIO).
+    Read(ReadArgs),
+}
+
+#[derive(Args)]
+struct ReadArgs {
+    /// The bucket: s3://bucket/prefix, file:///path or a broker's --object-store URL
+    url: String,
+    #[arg(long)]
+    topic: String,
+    /// One partition (default: all, one after another)
+    #[arg(long)]
+    partition: Option<i32>,
+    /// First offset to print
+    #[arg(long, conflicts_with = "from_time")]
+    from_offset: Option<i64>,
+    /// First record with a timestamp at or after this (milliseconds since the epoch)
+    #[arg(long)]
+    from_time: Option<i64>,
+    /// Stop before this offset
+    #[arg(long)]
+    to_offset: Option<i64>,
+    /// How to print keys, values and headers that are not UTF-8
+    #[arg(long, value_enum, default_value = "lossy")]
+    binary: silt_broker::cli::read::Binary,
 }
 
 /// Where the operator commands connect, and how they print.
@@ -108,6 +135,22 @@ fn operator(command: Command) -> anyhow::Result<()> {
     use silt_broker::cli;
     let (target, run): (Target, OperatorRun) = match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Read(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(silt_broker::cli::read::run(
+                silt_broker::cli::read::ReadOptions {
+                    url: args.url,
+                    topic: args.topic,
+                    partition: args.partition,
+                    from_offset: args.from_offset,
+                    from_time: args.from_time,
+                    to_offset: args.to_offset,
+                    binary: args.binary,
+                },
+            ));
+        }
         Command::Cluster { target } => (target, Box::new(cli::cluster)),
         Command::Topics { command, target } => (
             target,

@@ -2,6 +2,7 @@
 //! protocol to any broker (`--bootstrap`), prints tables for people and `--json` for scripts.
 
 mod client;
+pub mod read;
 
 pub use client::Client;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
