@@ -4,11 +4,14 @@
 #     librdkafka), a JDK and Maven for the Java client (skipped when already present);
 #   - kafka-clients jars from Maven Central (tests/java/build.sh);
 #   - confluent-kafka (a current librdkafka, next to Debian's 2.0.2) and kafka-python (an
-#     independent implementation) from PyPI.
+#     independent implementation) from PyPI, and moto, the S3-compatible server the
+#     object-storage tests start on a free loopback port.
 # Then: cargo fmt --check, cargo clippy -D warnings, unit tests, end-to-end tests.
 # Bounded: every step either finishes or fails; nothing waits on input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# pip --user installs land here.
+export PATH="$HOME/.local/bin:$PATH"
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -26,6 +29,15 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  # The S3-compatible server the object-storage tests run against: it installs from PyPI
+  # and supports ranged GETs, multipart uploads and conditional PUTs.
+  say "installing moto (S3-compatible test server)"
+  python3 -m pip --version >/dev/null 2>&1 || as_root apt-get install -y -qq python3-pip >/dev/null
+  python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+  hash -r
 fi
 if ! python3 -c 'import confluent_kafka, kafka' 2>/dev/null; then
   say "installing confluent-kafka and kafka-python"
@@ -59,7 +71,7 @@ say "tests"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace -- --test-threads 2 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast -- --test-threads 2 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the last often empty).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

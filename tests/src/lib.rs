@@ -58,6 +58,14 @@ impl Silt {
         Self::start_with_env(&[])
     }
 
+    /// Starts a broker whose object store is `s3` (under `prefix`), with extra settings.
+    pub fn start_on_s3(s3: &S3Server, prefix: &str, env: &[(&str, &str)]) -> Silt {
+        let mut all: Vec<(String, String)> = s3.env(prefix);
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_with_env(&refs)
+    }
+
     /// Starts a broker with extra `SILT_*` environment settings.
     pub fn start_with_env(env: &[(&str, &str)]) -> Silt {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -189,34 +197,249 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status code, body). No auth: for test servers.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP header end")?;
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status code")?;
+    let mut body = out[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((code, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < eol + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[(eol + 4 + size).min(b.len())..];
+    }
+    out
+}
+
+/// A real S3-compatible server for tests: moto (`pip install 'moto[server]'`), which speaks S3
+/// over HTTP, including ranged GETs, multipart uploads and conditional PUTs. Started on a free
+/// loopback port, stopped by pid. Its state lives in memory: a restart starts empty.
+pub struct S3Server {
+    pub port: u16,
+    child: Option<Child>,
+    pub bucket: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let mut s = S3Server {
+            port: free_port(),
+            child: None,
+            bucket: "silt-test".into(),
+        };
+        s.spawn()
+            .expect("start moto_server (pip install 'moto[server]')");
+        s
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn moto_server")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_request(self.port, "GET", "/", b"").is_ok() {
+                let (code, body) =
+                    http_request(self.port, "PUT", &format!("/{}", self.bucket), b"")?;
+                anyhow::ensure!(
+                    code == 200,
+                    "create bucket: {code} {}",
+                    String::from_utf8_lossy(&body)
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("moto_server did not answer on port {}", self.port)
+    }
+
+    /// SIGKILL: the store becomes unreachable (connections refused).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port, with an empty bucket of the same name.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        self.spawn().expect("restart moto_server");
+    }
+
+    /// `SILT_OBJECT_STORE` and the `AWS_*` variables a broker needs for this server.
+    pub fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            ("SILT_OBJECT_STORE".into(), self.url(prefix)),
+            (
+                "AWS_ENDPOINT".into(),
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// Keys under `prefix` (ListObjectsV2, following continuation tokens).
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..1000 {
+            let mut path = format!("/{}?list-type=2&prefix={prefix}", self.bucket);
+            if let Some(t) = &token {
+                path.push_str(&format!(
+                    "&continuation-token={}",
+                    t.replace('=', "%3D")
+                        .replace('+', "%2B")
+                        .replace('/', "%2F")
+                ));
+            }
+            let (code, body) = http_request(self.port, "GET", &path, b"").expect("list");
+            assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+            let text = String::from_utf8_lossy(&body).to_string();
+            keys.extend(xml_values(&text, "Key"));
+            token = xml_values(&text, "NextContinuationToken")
+                .into_iter()
+                .next();
+            if token.is_none() {
+                break;
+            }
+        }
+        keys
+    }
+
+    /// One object's bytes (a signed GET through object_store, on a thread of its own so that
+    /// async tests can call it).
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt;
+        let (port, bucket, key) = (self.port, self.bucket.clone(), key.to_string());
+        std::thread::spawn(move || {
+            let store = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_endpoint(format!("http://127.0.0.1:{port}"))
+                .with_allow_http(true)
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .with_region("us-east-1")
+                .build()
+                .ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let r = store.get(&object_store::path::Path::from(key)).await.ok()?;
+                r.bytes().await.ok().map(|b| b.to_vec())
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+    }
+}
+
+fn xml_values(text: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    text.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next())
+        .map(|v| v.replace("&amp;", "&"))
+        .collect()
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Runs a command with a timeout; returns (success, stdout, stderr).
 pub fn run(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(bool, String, String)> {
+    use std::io::Read;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("spawn {cmd:?}"))?;
+    // Drain both pipes while the child runs: a full pipe would block it.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output()?;
+            let _ = child.wait();
             bail!(
                 "{cmd:?} timed out after {timeout:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output()?;
+    };
     Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.success(),
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
     ))
 }
 

@@ -229,6 +229,15 @@ async fn metrics_count_what_was_produced_and_consumed() {
             "silt_broker_requests_total",
             "silt_broker_wal_fsync_duration_seconds",
             "silt_broker_wal_sync_bytes",
+            "silt_tiering_cache_hits_total",
+            "silt_tiering_cache_misses_total",
+            "silt_tiering_object_store_bytes_total",
+            "silt_tiering_object_store_request_duration_seconds",
+            "silt_tiering_object_store_requests_total",
+            "silt_tiering_segments_uploaded_total",
+            "silt_tiering_upload_lag_bytes",
+            "silt_tiering_upload_lag_seconds",
+            "silt_tiering_wal_objects_total",
         ]
     );
 }

@@ -1,0 +1,163 @@
+//! The commit protocol against a fault-injecting object store: while the store fails, data
+//! stays local (the HW does not move, the pending bound holds), and once it heals every
+//! appended record reaches a WAL object and becomes visible.
+
+use bytes::BytesMut;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
+use silt_broker::broker::Broker;
+use silt_broker::config::Config;
+use silt_broker::log::batch::{validate_record_set, Limits};
+use silt_metadata::catalog::Catalog;
+use silt_metadata::EmbeddedMetadataStore;
+use silt_tiering::store::FaultyStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn batch(n: usize, tag: &str) -> Vec<u8> {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(
+                format!("{tag}-{i}-{}", "p".repeat(1000))
+                    .into_bytes()
+                    .into(),
+            ),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.to_vec()
+}
+
+async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.tiering.wal_max_delay_ms = 10;
+    config.tiering.max_pending_bytes = 200_000;
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let catalog = Catalog::new(Arc::new(EmbeddedMetadataStore::in_memory()));
+    let broker = Broker::open_with_store(config, catalog, store.clone())
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
+    let topic = broker
+        .create_topic("t", 1, 1, Default::default(), false)
+        .await
+        .unwrap();
+    let p = topic.partition(0).unwrap().clone();
+    let limits = Limits {
+        max_message_bytes: 10 << 20,
+        max_decompressed_bytes: 10 << 20,
+        require_keys: false,
+    };
+    let append = |tag: &str| {
+        let mut bytes = batch(20, tag);
+        let batches = validate_record_set(&bytes, &limits).unwrap();
+        p.append(&mut bytes, &batches, &broker.wal).unwrap()
+    };
+
+    append("ok");
+    wait_for(
+        "the first batch to be recorded",
+        Duration::from_secs(5),
+        || p.high_watermark() == 20,
+    )
+    .await;
+
+    faulty.set_failing(true);
+    for i in 0..5 {
+        append(&format!("down{i}"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        p.high_watermark(),
+        20,
+        "nothing new is visible while the store fails"
+    );
+    assert_eq!(p.log_end(), 120, "but it is in the local log");
+    assert!(broker.tier.uploads.pending_bytes() > 100_000);
+    // The bound on unrecorded data: past it produce is refused (retriably).
+    while !broker.tier.uploads.over_limit() {
+        append("fill");
+    }
+    let end = p.log_end();
+
+    faulty.set_failing(false);
+    wait_for("uploads to catch up", Duration::from_secs(30), || {
+        p.high_watermark() == end && broker.tier.uploads.pending_bytes() == 0
+    })
+    .await;
+    assert!(!broker.tier.uploads.over_limit());
+
+    // Every offset is in exactly one WAL object extent.
+    use futures::TryStreamExt;
+    let objects: Vec<_> = store
+        .list(Some(&silt_tiering::layout::wal_prefix()))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut covered = Vec::new();
+    for meta in objects {
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        for e in silt_tiering::wal_object::decode_extents(meta.location.as_ref(), &bytes).unwrap() {
+            covered.push((e.first.0, e.end().0));
+        }
+    }
+    covered.sort();
+    let mut next = 0;
+    for (first, end) in covered {
+        assert_eq!(first, next, "extents are contiguous, without overlap");
+        next = end;
+    }
+    assert_eq!(next, end);
+    cancel.cancel();
+    background.await.unwrap();
+    broker.shutdown().await;
+}

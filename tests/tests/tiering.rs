@@ -1,0 +1,486 @@
+//! Object storage as the source of truth, against a real S3-compatible server over HTTP (moto)
+//! and real clients: WAL objects before acks=all is answered, archived segments read back from
+//! the bucket with librdkafka, a restart with the local disk wiped, `silt read` against a Kafka
+//! consumer, an outage of the object store, and retention deleting objects.
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+use silt_e2e::kafka::{by_partition, consume_all, consumer, create_topic, producer};
+use silt_e2e::records::{self, BatchSpec};
+use silt_e2e::{raw, run, silt_bin, S3Server, Silt};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Settings that make archiving, eviction and garbage collection happen within a test.
+const FAST: &[(&str, &str)] = &[
+    ("SILT_TIERING__ARCHIVE_INTERVAL_MS", "200"),
+    ("SILT_TIERING__GC_GRACE_MS", "1000"),
+];
+
+fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Local segment files of every partition of the broker.
+fn local_segments(silt: &Silt) -> usize {
+    let mut n = 0;
+    for topic in std::fs::read_dir(silt.data_dir.join("logs"))
+        .unwrap()
+        .flatten()
+    {
+        for p in std::fs::read_dir(topic.path()).unwrap().flatten() {
+            n += std::fs::read_dir(p.path())
+                .unwrap()
+                .flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+                .count();
+        }
+    }
+    n
+}
+
+async fn produce_all(bootstrap: &str, topic: &str, partitions: i32, n: usize, acks: &str) {
+    let producer = producer(bootstrap, &[("acks", acks), ("compression.type", "lz4")]);
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}-{}", "x".repeat(i % 200));
+        let queued = producer
+            .send_result(
+                FutureRecord::to(topic)
+                    .partition((i % partitions as usize) as i32)
+                    .key(&key)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
+        pending.push(queued);
+    }
+    for p in pending {
+        p.await.expect("delivered").expect("acked");
+    }
+}
+
+fn check_all(got: &[silt_e2e::kafka::Got], partitions: i32, n: usize) {
+    assert_eq!(got.len(), n, "every record comes back");
+    for (p, records) in by_partition(got) {
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.offset, i as i64, "partition {p} in order from 0");
+            let index = i * partitions as usize + p as usize;
+            assert_eq!(r.key.as_deref(), Some(format!("key-{index}").as_bytes()));
+        }
+    }
+}
+
+fn metric(silt: &Silt, name: &str) -> f64 {
+    let (_, body) = silt_e2e::http_get(silt.admin_port, "/metrics").expect("metrics");
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_is_answered_after_the_wal_object_is_in_the_bucket() {
+    let s3 = S3Server::start();
+    // A long upload delay for everyone but acks=all, so that acks=1 shows the difference.
+    let silt = Silt::start_on_s3(&s3, "acks", &[("SILT_TIERING__WAL_MAX_DELAY_MS", "3000")]);
+    create_topic(&silt.bootstrap(), "acks", 1, &[]).await;
+    let wal_objects = || -> Vec<Vec<u8>> {
+        s3.list("acks/wal/")
+            .iter()
+            .filter_map(|k| s3.get(k))
+            .collect()
+    };
+    let acks_all = producer(&silt.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
+    for i in 0..10 {
+        let value = format!("acks-all-{i}-payload");
+        acks_all
+            .send(
+                FutureRecord::to("acks").key("k").payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acked");
+        let objects = wal_objects();
+        assert!(
+            objects.iter().any(|o| contains(o, value.as_bytes())),
+            "record {i} is in a WAL object when its acks=all answer arrives"
+        );
+    }
+    // acks=1 is answered after the local sync, long before the 3 s upload delay.
+    let acks_one = producer(&silt.bootstrap(), &[("acks", "1"), ("linger.ms", "0")]);
+    acks_one
+        .send(
+            FutureRecord::to("acks")
+                .key("k")
+                .payload("acks-one-payload"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acked");
+    assert!(
+        !wal_objects()
+            .iter()
+            .any(|o| contains(o, b"acks-one-payload")),
+        "acks=1 does not wait for the bucket"
+    );
+    // ... and consumers see it only once it is recorded.
+    wait_until(
+        "the acks=1 record to be uploaded",
+        Duration::from_secs(10),
+        || {
+            wal_objects()
+                .iter()
+                .any(|o| contains(o, b"acks-one-payload"))
+        },
+    );
+    let got = consume_all(&silt.bootstrap(), "acks", 1, 11, Duration::from_secs(20));
+    assert_eq!(got.len(), 11);
+    assert!(metric(&silt, "silt_tiering_wal_objects_total") >= 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read() {
+    let s3 = S3Server::start();
+    let silt = Silt::start_on_s3(&s3, "tier", FAST);
+    let (partitions, n) = (2, 20_000);
+    create_topic(
+        &silt.bootstrap(),
+        "history",
+        partitions,
+        &[("segment.bytes", "16384"), ("local.retention.bytes", "0")],
+    )
+    .await;
+    produce_all(&silt.bootstrap(), "history", partitions, n, "all").await;
+    // Sealed segments become objects, then their local copies go (the active one stays).
+    wait_until(
+        "local copies to be evicted",
+        Duration::from_secs(30),
+        || local_segments(&silt) <= partitions as usize,
+    );
+    let segments = s3.list("tier/topics/");
+    let count = segments.iter().filter(|k| k.ends_with(".seg")).count();
+    assert!(count >= 8, "segment objects in the bucket: {count}");
+    assert!(segments.iter().any(|k| k.contains("/manifest/")));
+
+    let got = consume_all(
+        &silt.bootstrap(),
+        "history",
+        partitions,
+        n,
+        Duration::from_secs(60),
+    );
+    check_all(&got, partitions, n);
+    assert!(
+        metric(&silt, "silt_tiering_cache_misses_total") > 0.0,
+        "the consumer was served from the bucket"
+    );
+
+    // silt read, with no broker involved, returns what the consumer got, up to the end it
+    // reports.
+    for p in 0..partitions {
+        let mut cmd = Command::new(silt_bin());
+        cmd.args([
+            "read",
+            &s3.url("tier"),
+            "--topic",
+            "history",
+            "--partition",
+            &p.to_string(),
+        ]);
+        for (k, v) in s3.env("tier") {
+            cmd.env(k, v);
+        }
+        let (ok, out, err) = run(&mut cmd, Duration::from_secs(60)).unwrap();
+        assert!(ok, "silt read failed: {err}");
+        let end: i64 = err
+            .split("bucket end ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no end reported: {err}"));
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let kafka: Vec<_> = got
+            .iter()
+            .filter(|g| g.partition == p && g.offset < end)
+            .collect();
+        assert!(
+            end > 0 && lines.len() == kafka.len(),
+            "{} lines, {} from Kafka below {end}",
+            lines.len(),
+            kafka.len()
+        );
+        for (line, k) in lines.iter().zip(kafka) {
+            assert_eq!(line["offset"].as_i64(), Some(k.offset));
+            assert_eq!(line["partition"].as_i64(), Some(p as i64));
+            assert_eq!(line["key"].as_str().map(str::as_bytes), k.key.as_deref());
+            assert_eq!(
+                line["value"].as_str().map(str::as_bytes),
+                k.value.as_deref()
+            );
+            assert_eq!(line["timestamp"].as_i64(), k.timestamp);
+        }
+    }
+    // A time-based start lands where ListOffsets-by-time would.
+    let mut cmd = Command::new(silt_bin());
+    let t = got[0].timestamp.unwrap();
+    cmd.args([
+        "read",
+        &s3.url("tier"),
+        "--topic",
+        "history",
+        "--partition",
+        "0",
+        "--from-time",
+        &t.to_string(),
+        "--to-offset",
+        "5",
+    ]);
+    for (k, v) in s3.env("tier") {
+        cmd.env(k, v);
+    }
+    let (ok, out, err) = run(&mut cmd, Duration::from_secs(60)).unwrap();
+    assert!(ok, "{err}");
+    assert!(out.lines().count() <= 5 && out.lines().count() > 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_wal_segments_and_cache_deleted_reads_everything_recorded() {
+    let s3 = S3Server::start();
+    let mut silt = Silt::start_on_s3(&s3, "wipe", FAST);
+    let (partitions, n) = (3, 9_000);
+    create_topic(
+        &silt.bootstrap(),
+        "wiped",
+        partitions,
+        &[("segment.bytes", "32768")],
+    )
+    .await;
+    produce_all(&silt.bootstrap(), "wiped", partitions, n, "all").await;
+    // Some of it archived into segments, the rest only in the recorded tail.
+    wait_until("segments to be archived", Duration::from_secs(20), || {
+        s3.list("wipe/topics/").iter().any(|k| k.ends_with(".seg"))
+    });
+    silt.kill9();
+    for dir in ["wal", "logs", "cache"] {
+        let _ = std::fs::remove_dir_all(silt.data_dir.join(dir));
+    }
+    silt.restart();
+    assert!(
+        silt.log().contains("replayed the recorded tail"),
+        "{}",
+        silt.log()
+    );
+    let got = consume_all(
+        &silt.bootstrap(),
+        "wiped",
+        partitions,
+        n,
+        Duration::from_secs(60),
+    );
+    check_all(&got, partitions, n);
+    // And it keeps working: new records follow the old ones.
+    produce_all(&silt.bootstrap(), "wiped", partitions, 30, "all").await;
+    let consumer = consumer(&silt.bootstrap());
+    let (_, hw) = consumer
+        .fetch_watermarks("wiped", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(hw, (n / 3 + 10) as i64);
+}
+
+fn produce_raw(silt: &Silt, topic: &str, acks: i16, timeout_ms: i32, value: &[u8]) -> i16 {
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records::batch(BatchSpec {
+                    count: 10,
+                    value: value.to_vec(),
+                    ..BatchSpec::default()
+                })))])]);
+    let response: ProduceResponse = raw::call(&silt.bootstrap(), 9, &request).expect("produce");
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_outage_is_bounded_and_nothing_acknowledged_is_lost() {
+    let mut s3 = S3Server::start();
+    let mut env = FAST.to_vec();
+    env.push(("SILT_TIERING__MAX_PENDING_BYTES", "1048576"));
+    let mut silt = Silt::start_on_s3(&s3, "outage", &env);
+    create_topic(&silt.bootstrap(), "outage", 1, &[]).await;
+    assert_eq!(produce_raw(&silt, "outage", -1, 10_000, b"before"), 0);
+
+    s3.kill();
+    // acks=all waits for its request timeout, then gets REQUEST_TIMED_OUT.
+    let started = Instant::now();
+    let code = produce_raw(&silt, "outage", -1, 1_500, b"during");
+    assert_eq!(
+        code,
+        ResponseError::RequestTimedOut.code(),
+        "acks=all during the outage"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1_400) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // acks=1 keeps landing in the local WAL...
+    let value = vec![b'v'; 10_000];
+    let mut acked_local = 0;
+    let mut refused = None;
+    for _ in 0..400 {
+        match produce_raw(&silt, "outage", 1, 10_000, &value) {
+            0 => acked_local += 1,
+            code => {
+                refused = Some(code);
+                break;
+            }
+        }
+    }
+    // ... up to the bound (1 MiB here), then gets a retriable error.
+    assert!(
+        acked_local >= 5,
+        "acks=1 accepted {acked_local} batches while the store was down"
+    );
+    assert_eq!(
+        refused,
+        Some(ResponseError::NotEnoughReplicas.code()),
+        "bounded after {acked_local}"
+    );
+    assert!(ResponseError::NotEnoughReplicas.is_retriable());
+    // The broker is still up and serving what it has.
+    assert!(silt_e2e::http_get(silt.admin_port, "/healthz").is_some());
+
+    // The store comes back (empty: moto keeps state in memory); every acknowledged record is
+    // uploaded again and readable, and produce works again.
+    s3.restart();
+    wait_until("uploads to catch up", Duration::from_secs(60), || {
+        metric(&silt, "silt_tiering_upload_lag_bytes") == 0.0
+    });
+    assert_eq!(produce_raw(&silt, "outage", -1, 10_000, b"after"), 0);
+    let expected = 10 * (1 + 1 + acked_local + 1);
+    let got = consume_all(
+        &silt.bootstrap(),
+        "outage",
+        1,
+        expected,
+        Duration::from_secs(30),
+    );
+    assert!(got.len() >= expected, "{} of {expected}", got.len());
+    let values: BTreeMap<Vec<u8>, usize> = got.iter().fold(BTreeMap::new(), |mut m, g| {
+        *m.entry(g.value.clone().unwrap_or_default()).or_default() += 1;
+        m
+    });
+    assert_eq!(values.get(&value[..]).copied(), Some(10 * acked_local));
+    assert!(values.contains_key(&b"after"[..]));
+    assert_eq!(
+        values.get(&b"during"[..]).copied(),
+        Some(10),
+        "timed out, not lost"
+    );
+    // What was never recorded before the outage is in the bucket now.
+    let uploaded: Vec<Vec<u8>> = s3
+        .list("outage/wal/")
+        .iter()
+        .filter_map(|k| s3.get(k))
+        .collect();
+    assert!(uploaded.iter().any(|o| contains(o, b"during")));
+    silt.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_and_topic_deletion_delete_objects() {
+    let s3 = S3Server::start();
+    let silt = Silt::start_on_s3(&s3, "ret", FAST);
+    create_topic(
+        &silt.bootstrap(),
+        "short",
+        1,
+        &[("segment.bytes", "16384"), ("retention.bytes", "65536")],
+    )
+    .await;
+    produce_all(&silt.bootstrap(), "short", 1, 6_000, "all").await;
+    let consumer = consumer(&silt.bootstrap());
+    wait_until(
+        "retention to move the log start",
+        Duration::from_secs(30),
+        || {
+            consumer
+                .fetch_watermarks("short", 0, Duration::from_secs(5))
+                .is_ok_and(|(low, _)| low > 0)
+        },
+    );
+    let segment_keys = || -> Vec<String> {
+        s3.list("ret/topics/")
+            .into_iter()
+            .filter(|k| k.ends_with(".seg"))
+            .collect()
+    };
+    // Retention keeps about retention.bytes of segments; the dropped objects go after the
+    // grace period (1 s here).
+    wait_until(
+        "dropped segment objects to be deleted",
+        Duration::from_secs(30),
+        || {
+            let keys = segment_keys();
+            let bytes: usize = keys.iter().filter_map(|k| s3.get(k)).map(|b| b.len()).sum();
+            bytes <= 65_536 + 2 * 16_384
+        },
+    );
+    let (low, high) = consumer
+        .fetch_watermarks("short", 0, Duration::from_secs(5))
+        .unwrap();
+    assert!(low > 0 && high == 6_000, "log start {low}, end {high}");
+    let first = segment_keys()
+        .iter()
+        .filter_map(|k| k.rsplit('/').next()?.split('-').next()?.parse::<i64>().ok())
+        .min()
+        .unwrap();
+    assert!(
+        first >= low - 2_000,
+        "oldest kept segment starts at {first}, log start {low}"
+    );
+
+    // Deleting the topic deletes its objects.
+    let (ok, _, err) = run(
+        Command::new(silt_bin()).args([
+            "topics",
+            "delete",
+            "short",
+            "--bootstrap",
+            &silt.bootstrap(),
+        ]),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    wait_until(
+        "the topic's objects to be deleted",
+        Duration::from_secs(30),
+        || s3.list("ret/topics/").is_empty(),
+    );
+}
