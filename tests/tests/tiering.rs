@@ -22,7 +22,7 @@ const FAST: &[(&str, &str)] = &[
     ("SILT_TIERING__GC_GRACE_MS", "1000"),
 ];
 
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+fn wait_until(silt: &Silt, what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if f() {
@@ -30,7 +30,12 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out waiting for {what}");
+    let log = silt.log();
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    panic!(
+        "timed out waiting for {what}; broker log (last lines, newest first):\n{}",
+        tail.join("\n")
+    );
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -56,7 +61,16 @@ fn local_segments(silt: &Silt) -> usize {
 }
 
 async fn produce_all(bootstrap: &str, topic: &str, partitions: i32, n: usize, acks: &str) {
-    let producer = producer(bootstrap, &[("acks", acks), ("compression.type", "lz4")]);
+    // Uncompressed, so that segment sizes (and how many roll) do not depend on batching.
+    // Small batches, so that segments roll near segment.bytes rather than one batch each.
+    let producer = producer(
+        bootstrap,
+        &[
+            ("acks", acks),
+            ("compression.type", "none"),
+            ("batch.size", "16384"),
+        ],
+    );
     let mut pending = Vec::with_capacity(n);
     for i in 0..n {
         let key = format!("key-{i}");
@@ -89,7 +103,14 @@ fn check_all(got: &[silt_e2e::kafka::Got], partitions: i32, n: usize) {
 }
 
 fn metric(silt: &Silt, name: &str) -> f64 {
-    let (_, body) = silt_e2e::http_get(silt.admin_port, "/metrics").expect("metrics");
+    let started = Instant::now();
+    let Some((_, body)) = (0..3).find_map(|_| silt_e2e::http_get(silt.admin_port, "/metrics"))
+    else {
+        return f64::NAN;
+    };
+    if started.elapsed() > Duration::from_secs(1) {
+        eprintln!("slow /metrics: {:?}", started.elapsed());
+    }
     body.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -143,6 +164,7 @@ async fn acks_all_is_answered_after_the_wal_object_is_in_the_bucket() {
     );
     // ... and consumers see it only once it is recorded.
     wait_until(
+        &silt,
         "the acks=1 record to be uploaded",
         Duration::from_secs(10),
         || {
@@ -153,7 +175,8 @@ async fn acks_all_is_answered_after_the_wal_object_is_in_the_bucket() {
     );
     let got = consume_all(&silt.bootstrap(), "acks", 1, 11, Duration::from_secs(20));
     assert_eq!(got.len(), 11);
-    assert!(metric(&silt, "silt_tiering_wal_objects_total") >= 10.0);
+    let objects = metric(&silt, "silt_tiering_wal_objects_total");
+    assert!(objects >= 10.0, "{objects} WAL objects");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,12 +188,13 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
         &silt.bootstrap(),
         "history",
         partitions,
-        &[("segment.bytes", "16384"), ("local.retention.bytes", "0")],
+        &[("segment.bytes", "65536"), ("local.retention.bytes", "0")],
     )
     .await;
     produce_all(&silt.bootstrap(), "history", partitions, n, "all").await;
     // Sealed segments become objects, then their local copies go (the active one stays).
     wait_until(
+        &silt,
         "local copies to be evicted",
         Duration::from_secs(30),
         || local_segments(&silt) <= partitions as usize,
@@ -188,9 +212,10 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
         Duration::from_secs(60),
     );
     check_all(&got, partitions, n);
+    let misses = metric(&silt, "silt_tiering_cache_misses_total");
     assert!(
-        metric(&silt, "silt_tiering_cache_misses_total") > 0.0,
-        "the consumer was served from the bucket"
+        misses > 0.0,
+        "the consumer was served from the bucket: {misses} cache misses"
     );
 
     // silt read, with no broker involved, returns what the consumer got, up to the end it
@@ -278,9 +303,12 @@ async fn restart_with_wal_segments_and_cache_deleted_reads_everything_recorded()
     .await;
     produce_all(&silt.bootstrap(), "wiped", partitions, n, "all").await;
     // Some of it archived into segments, the rest only in the recorded tail.
-    wait_until("segments to be archived", Duration::from_secs(20), || {
-        s3.list("wipe/topics/").iter().any(|k| k.ends_with(".seg"))
-    });
+    wait_until(
+        &silt,
+        "segments to be archived",
+        Duration::from_secs(20),
+        || s3.list("wipe/topics/").iter().any(|k| k.ends_with(".seg")),
+    );
     silt.kill9();
     for dir in ["wal", "logs", "cache"] {
         let _ = std::fs::remove_dir_all(silt.data_dir.join(dir));
@@ -378,9 +406,12 @@ async fn object_store_outage_is_bounded_and_nothing_acknowledged_is_lost() {
     // The store comes back (empty: moto keeps state in memory); every acknowledged record is
     // uploaded again and readable, and produce works again.
     s3.restart();
-    wait_until("uploads to catch up", Duration::from_secs(60), || {
-        metric(&silt, "silt_tiering_upload_lag_bytes") == 0.0
-    });
+    wait_until(
+        &silt,
+        "uploads to catch up",
+        Duration::from_secs(60),
+        || metric(&silt, "silt_tiering_upload_lag_bytes") == 0.0,
+    );
     assert_eq!(produce_raw(&silt, "outage", -1, 10_000, b"after"), 0);
     let expected = 10 * (1 + 1 + acked_local + 1);
     let got = consume_all(
@@ -426,6 +457,7 @@ async fn retention_and_topic_deletion_delete_objects() {
     produce_all(&silt.bootstrap(), "short", 1, 6_000, "all").await;
     let consumer = consumer(&silt.bootstrap());
     wait_until(
+        &silt,
         "retention to move the log start",
         Duration::from_secs(30),
         || {
@@ -443,6 +475,7 @@ async fn retention_and_topic_deletion_delete_objects() {
     // Retention keeps about retention.bytes of segments; the dropped objects go after the
     // grace period (1 s here).
     wait_until(
+        &silt,
         "dropped segment objects to be deleted",
         Duration::from_secs(30),
         || {
@@ -459,7 +492,7 @@ async fn retention_and_topic_deletion_delete_objects() {
         .iter()
         .filter_map(|k| k.rsplit('/').next()?.split('-').next()?.parse::<i64>().ok())
         .min()
-        .unwrap();
+        .expect("retention keeps the newest segment objects");
     assert!(
         first >= low - 2_000,
         "oldest kept segment starts at {first}, log start {low}"
@@ -479,6 +512,7 @@ async fn retention_and_topic_deletion_delete_objects() {
     .unwrap();
     assert!(ok, "{err}");
     wait_until(
+        &silt,
         "the topic's objects to be deleted",
         Duration::from_secs(30),
         || s3.list("ret/topics/").is_empty(),

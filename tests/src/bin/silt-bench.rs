@@ -6,7 +6,12 @@
 //! latency there includes queueing in the client. `steady_acks_*`: 1,000 records/s, the latency
 //! of one record on an unsaturated broker. `fdatasync`: this disk, 4 KiB append + sync.
 //!
-//! Usage: silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT]
+//! With `--s3` the broker's object store is a real S3-compatible server (moto, started on a
+//! free port) and the line also has: the server's PUT latency and PUTs per GiB ingested (at full
+//! speed and at about 1 MB/s), and catch-up reads of evicted segments from the bucket with the
+//! read cache cold and warm.
+//!
+//! Usage: silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT] [--s3]
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::Consumer;
@@ -25,12 +30,14 @@ const MAX_OUTSTANDING: usize = 20_000;
 struct Args {
     records: usize,
     record_size: usize,
+    s3: bool,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         records: 200_000,
         record_size: 1024,
+        s3: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -39,8 +46,11 @@ fn parse_args() -> Args {
             "--records" => args.records = value().parse().expect("--records N"),
             "--record-size" => args.record_size = value().parse().expect("--record-size BYTES"),
             "--bin" => std::env::set_var("SILT_BIN", value()),
+            "--s3" => args.s3 = true,
             "-h" | "--help" => {
-                eprintln!("silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT]");
+                eprintln!(
+                    "silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT] [--s3]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}"),
@@ -214,9 +224,186 @@ fn fdatasync_latency(dir: &std::path::Path) -> serde_json::Value {
     })
 }
 
+/// Sums of the samples of metric `name` whose labels contain `label` (e.g. `op="put"`).
+fn scrape(silt: &Silt, name: &str, label: &str) -> f64 {
+    let (_, text) = silt_e2e::http_get(silt.admin_port, "/metrics").expect("metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// p50 and p99 (bucket upper bounds, ms) of histogram `name` for samples with `label`.
+fn histogram_percentiles(silt: &Silt, name: &str, label: &str) -> serde_json::Value {
+    let (_, text) = silt_e2e::http_get(silt.admin_port, "/metrics").expect("metrics");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")) && l.contains(label))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let at = |p: f64| {
+        buckets
+            .iter()
+            .find(|b| b.1 >= p * total)
+            .map_or(0.0, |b| b.0 * 1000.0)
+    };
+    serde_json::json!({ "count": total, "p50_ms_at_most": at(0.5), "p99_ms_at_most": at(0.99) })
+}
+
+fn puts_per_gib(silt: &Silt, before: (f64, f64)) -> serde_json::Value {
+    let puts = scrape(
+        silt,
+        "silt_tiering_object_store_requests_total",
+        "op=\"put\"",
+    ) - before.0;
+    let bytes = scrape(silt, "silt_broker_bytes_in_total", "") - before.1;
+    serde_json::json!((puts / (bytes / (1u64 << 30) as f64)).round())
+}
+
+fn counters(silt: &Silt) -> (f64, f64) {
+    (
+        scrape(
+            silt,
+            "silt_tiering_object_store_requests_total",
+            "op=\"put\"",
+        ),
+        scrape(silt, "silt_broker_bytes_in_total", ""),
+    )
+}
+
+/// Object storage: PUT latency and PUTs/GiB at full speed and at 1 MB/s, then catch-up reads
+/// of a topic whose segments were evicted locally, with the cache cold and then warm.
+async fn s3_benchmark(args: &Args) -> serde_json::Value {
+    let s3 = silt_e2e::S3Server::start();
+    let silt = Silt::start_on_s3(
+        &s3,
+        "bench",
+        &[("SILT_TIERING__ARCHIVE_INTERVAL_MS", "200")],
+    );
+    let bootstrap = silt.bootstrap();
+    create_topic(&bootstrap, "s3-acks1", PARTITIONS, &[]).await;
+    create_topic(&bootstrap, "s3-acksall", PARTITIONS, &[]).await;
+    create_topic(&bootstrap, "s3-steady", PARTITIONS, &[]).await;
+    let before = counters(&silt);
+    let acks1 = produce(&bootstrap, "s3-acks1", "1", args).await;
+    let acks1_puts = puts_per_gib(&silt, before);
+    let before = counters(&silt);
+    let acks_all = produce(&bootstrap, "s3-acksall", "all", args).await;
+    let acks_all_puts = puts_per_gib(&silt, before);
+    let before = counters(&silt);
+    let steady_1 = latency_at_fixed_rate(&bootstrap, "s3-steady", "1", args.record_size).await;
+    let steady_1_puts = puts_per_gib(&silt, before);
+    let before = counters(&silt);
+    let steady_all = latency_at_fixed_rate(&bootstrap, "s3-steady", "all", args.record_size).await;
+    let steady_all_puts = puts_per_gib(&silt, before);
+    let put_latency = histogram_percentiles(
+        &silt,
+        "silt_tiering_object_store_request_duration_seconds",
+        "op=\"put\"",
+    );
+
+    // Catch-up: every segment archived and evicted locally, then read from offset 0.
+    create_topic(
+        &bootstrap,
+        "s3-history",
+        PARTITIONS,
+        &[("segment.bytes", "8388608"), ("local.retention.bytes", "0")],
+    )
+    .await;
+    produce(&bootstrap, "s3-history", "all", args).await;
+    let logs = silt.data_dir.join("logs");
+    let local_bytes = || -> u64 {
+        walk(&logs)
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // What stays local: each partition's active segment (at most segment.bytes).
+    let active_bound = PARTITIONS as u64 * (8 << 20);
+    while Instant::now() < deadline && local_bytes() > active_bound {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let evicted_to = local_bytes();
+    let gets_before = scrape(
+        &silt,
+        "silt_tiering_object_store_requests_total",
+        "op=\"get\"",
+    );
+    let cold = consume(&bootstrap, "s3-history", args.records, args.record_size);
+    let gets_cold = scrape(
+        &silt,
+        "silt_tiering_object_store_requests_total",
+        "op=\"get\"",
+    ) - gets_before;
+    let warm = consume(&bootstrap, "s3-history", args.records, args.record_size);
+    let gets_warm = scrape(
+        &silt,
+        "silt_tiering_object_store_requests_total",
+        "op=\"get\"",
+    ) - gets_before
+        - gets_cold;
+    serde_json::json!({
+        "server": "moto_server (S3 over HTTP on loopback)",
+        "put_latency": put_latency,
+        "produce_acks_1": acks1,
+        "produce_acks_1_puts_per_gib": acks1_puts,
+        "produce_acks_all": acks_all,
+        "produce_acks_all_puts_per_gib": acks_all_puts,
+        "steady_acks_1": steady_1,
+        "steady_acks_1_puts_per_gib": steady_1_puts,
+        "steady_acks_all": steady_all,
+        "steady_acks_all_puts_per_gib": steady_all_puts,
+        "catch_up_local_bytes_left": evicted_to,
+        "catch_up_cold": cold,
+        "catch_up_cold_gets": gets_cold,
+        "catch_up_warm": warm,
+        "catch_up_warm_gets": gets_warm,
+    })
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = parse_args();
+    if args.s3 {
+        let line = serde_json::json!({
+            "records": args.records,
+            "record_bytes": args.record_size,
+            "partitions": PARTITIONS,
+            "client": "librdkafka",
+            "s3": s3_benchmark(&args).await,
+        });
+        println!("{line}");
+        return;
+    }
     let silt = Silt::start();
     let bootstrap = silt.bootstrap();
     let fsync = fdatasync_latency(&silt.data_dir);
