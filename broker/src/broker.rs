@@ -673,20 +673,15 @@ impl Broker {
         Ok(())
     }
 
-    /// Runs the uploader, checkpoints, archiving (segment uploads, retention, local eviction)
-    /// and garbage collection until cancelled.
+    /// Runs the uploader, the archiver and checkpoints until cancelled.
     pub async fn run_background(self: Arc<Self>, cancel: CancellationToken) {
         let uploader = tokio::spawn(self.tier.clone().run_uploader());
+        // Archiving waits on the object store; it runs apart so checkpoints never wait on it.
+        let archiver = tokio::spawn(self.clone().run_archiver(cancel.clone()));
         let checkpoint_every =
             Duration::from_millis(self.config.wal.checkpoint_interval_ms.max(100));
-        let archive_every = Duration::from_millis(self.config.tiering.archive_interval_ms.max(50));
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(200));
-        let mut archive_tick = tokio::time::interval(archive_every);
-        archive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = tokio::time::Instant::now();
-        let mut last_gc = tokio::time::Instant::now();
-        let gc_every =
-            Duration::from_millis((self.config.tiering.gc_grace_ms / 4).clamp(1_000, 60_000));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -700,29 +695,9 @@ impl Broker {
                         last_checkpoint = tokio::time::Instant::now();
                     }
                 }
-                _ = archive_tick.tick() => {
-                    for p in self.all_partitions() {
-                        if let Err(error) = self.tier.archive(&p).await {
-                            tracing::warn!(topic = %p.topic, partition = p.index, error = format!("{error:#}"), "archiving failed; retrying next round");
-                        }
-                    }
-                    self.tier.sweep_graveyard().await;
-                    if last_gc.elapsed() >= gc_every {
-                        let broker = self.clone();
-                        let archived_end = move |topic: TopicId, index: i32| {
-                            broker
-                                .topic_by_id(topic.0)
-                                .and_then(|t| t.partition(index).map(|p| p.manifest().end().0))
-                        };
-                        if let Err(error) = self.tier.collect_garbage(archived_end).await {
-                            tracing::warn!(error = format!("{error:#}"), "garbage collection of WAL objects failed");
-                        }
-                        last_gc = tokio::time::Instant::now();
-                    }
-                    self.tier.update_metrics();
-                }
             }
         }
+        let _ = archiver.await;
         // Let queued data reach the bucket before the uploader stops (bounded).
         if !self.tier.flush(Duration::from_secs(10)).await {
             tracing::warn!(
@@ -732,6 +707,48 @@ impl Broker {
         }
         self.tier.cancel.cancel();
         let _ = uploader.await;
+    }
+
+    /// Archiving (segment uploads, retention, local eviction) and garbage collection, one
+    /// round every `archive_interval_ms`, until cancelled (a round in progress finishes).
+    async fn run_archiver(self: Arc<Self>, cancel: CancellationToken) {
+        let archive_every = Duration::from_millis(self.config.tiering.archive_interval_ms.max(50));
+        let mut archive_tick = tokio::time::interval(archive_every);
+        archive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_gc = tokio::time::Instant::now();
+        let gc_every =
+            Duration::from_millis((self.config.tiering.gc_grace_ms / 4).clamp(1_000, 60_000));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = archive_tick.tick() => {}
+            }
+            for p in self.all_partitions() {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                if let Err(error) = self.tier.archive(&p).await {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = format!("{error:#}"), "archiving failed; retrying next round");
+                }
+            }
+            self.tier.sweep_graveyard().await;
+            if last_gc.elapsed() >= gc_every {
+                let broker = self.clone();
+                let archived_end = move |topic: TopicId, index: i32| {
+                    broker
+                        .topic_by_id(topic.0)
+                        .and_then(|t| t.partition(index).map(|p| p.manifest().end().0))
+                };
+                if let Err(error) = self.tier.collect_garbage(archived_end).await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "garbage collection of WAL objects failed"
+                    );
+                }
+                last_gc = tokio::time::Instant::now();
+            }
+            self.tier.update_metrics();
+        }
     }
 
     /// Flushes and stops the WAL writer.

@@ -260,8 +260,13 @@ impl Tier {
             recorded_end = recorded_end.max(e.end().0);
         }
         let local_end = p.log_end();
-        if local_end < recorded_end {
-            let from = if local_end >= archived_end && p.local_start() <= local_end {
+        // The local log must join the archived segments without a gap.
+        let joins = p.local_start() <= archived_end && local_end >= archived_end;
+        if !joins && local_end > archived_end {
+            tracing::warn!(topic = %p.topic, partition = p.index, archived_end, local_start = p.local_start(), local_end, "local log does not join the bucket's segments; rebuilding it from the bucket (local data never recorded is dropped)");
+        }
+        if local_end < recorded_end || !joins {
+            let from = if joins {
                 local_end
             } else {
                 tracing::info!(topic = %p.topic, partition = p.index, archived_end, local_end, "local log does not reach the bucket's manifest; rebuilding it from the bucket");
@@ -290,6 +295,13 @@ impl Tier {
                 }
             }
             tracing::info!(topic = %p.topic, partition = p.index, from, to = recorded_end, batches = replayed, "replayed the recorded tail from WAL objects");
+            anyhow::ensure!(
+                p.log_end() >= recorded_end,
+                "{}-{}: the recorded tail ends at {recorded_end} but its WAL objects only gave data up to {}",
+                p.topic,
+                p.index,
+                p.log_end()
+            );
         }
         p.set_manifest(manifest);
         p.init_recorded(recorded_end);
@@ -406,6 +418,9 @@ impl Tier {
                     // becomes visible here. (Re-committing the extents still owned comes with
                     // multi-broker leadership.)
                     tracing::error!(%commit_key, %reason, "WAL object commit fenced; its data stays unrecorded");
+                    self.uploads
+                        .pending_bytes
+                        .fetch_sub(data_bytes as usize, Ordering::AcqRel);
                     return;
                 }
                 Err(error) => {
@@ -514,7 +529,10 @@ impl Tier {
         });
         next.epoch_history = p.record().epoch_history;
         next.producers = Some(producers);
-        self.commit_manifest(p, &current, next).await?;
+        if let Err(error) = self.commit_manifest(p, &current, next).await {
+            self.bury(key);
+            return Err(error);
+        }
         crate::metrics::metrics().segments_uploaded.inc();
         tracing::debug!(topic = %p.topic, partition = p.index, base, end, %key, "archived segment");
         Ok(())
@@ -566,6 +584,11 @@ impl Tier {
             let whole_batches = silt_tiering::batch::batches(&carry)
                 .last()
                 .map_or(0, |(at, h)| at + h.total_size());
+            anyhow::ensure!(
+                whole_batches > 0 || carry.len() <= 2 * CHUNK as usize + (64 << 20),
+                "segment file of {key} holds no whole batch in {} bytes",
+                carry.len()
+            );
             writer.add(&carry[..whole_batches])?;
             match &mut multipart {
                 Some(w) => {
@@ -611,16 +634,21 @@ impl Tier {
         &self,
         p: &Arc<Partition>,
         current: &Manifest,
-        next: Manifest,
+        mut next: Manifest,
     ) -> anyhow::Result<()> {
-        let key = next
-            .put(self.store.as_ref())
-            .await
-            .context("write manifest")?;
+        next.archived_end = next.end();
+        let key = match next.put(self.store.as_ref()).await {
+            Ok(key) => key,
+            Err(error) => {
+                // The key may be taken by an attempt whose pointer update failed: skip it.
+                self.skip_manifest_seq(p, next.seq);
+                return Err(error).context("write manifest");
+            }
+        };
         let epoch = p.leader_epoch();
         let manifest_end = next.end();
         let log_start = next.log_start;
-        let stored = self
+        let updated = self
             .catalog
             .update_partition(p.topic_id, p.index, epoch, |r| {
                 Some(PartitionRecord {
@@ -630,8 +658,21 @@ impl Tier {
                     ..r.clone()
                 })
             })
-            .await
-            .context("move the manifest pointer")?;
+            .await;
+        let stored = match updated {
+            Ok(stored) => stored,
+            Err(error) => {
+                // The outcome may be unknown: adopt the new manifest if the pointer moved.
+                match self.catalog.partition(p.topic_id, p.index).await {
+                    Ok(Some(v)) if v.record.manifest.as_deref() == Some(key.as_ref()) => v.record,
+                    _ => {
+                        self.skip_manifest_seq(p, next.seq);
+                        self.bury(key);
+                        return Err(error).context("move the manifest pointer");
+                    }
+                }
+            }
+        };
         p.set_record(stored);
         p.set_manifest(next);
         if current.seq > 0 || !current.segments.is_empty() {
@@ -686,6 +727,13 @@ impl Tier {
             self.bury(Path::from(seg.key));
         }
         Ok(())
+    }
+
+    /// Makes the next manifest of `p` use a sequence number above `seq`.
+    fn skip_manifest_seq(&self, p: &Partition, seq: u64) {
+        let mut m = p.manifest();
+        m.seq = m.seq.max(seq);
+        p.set_manifest(m);
     }
 
     fn bury(&self, key: Path) {
@@ -750,8 +798,23 @@ impl Tier {
             .try_collect()
             .await?;
         let grace = chrono_age(self.settings.gc_grace_ms);
+        let in_flight: std::collections::HashSet<u64> = self
+            .uploads
+            .in_flight
+            .lock()
+            .expect("upload queue lock")
+            .keys()
+            .copied()
+            .collect();
         for meta in objects {
             if live.contains(meta.location.as_ref()) || meta.last_modified > grace {
+                continue;
+            }
+            // Only this broker's objects, and never one whose commit is still being tried.
+            let Some((node, generation, seq)) = parse_wal_key(meta.location.as_ref()) else {
+                continue;
+            };
+            if node != self.node.0 || (generation == self.generation && in_flight.contains(&seq)) {
                 continue;
             }
             if let Err(error) = self.store.delete(&meta.location).await {
@@ -802,6 +865,16 @@ impl Tier {
         m.cache_misses.inc_by(misses.saturating_sub(seen.1));
         *seen = (hits, misses);
     }
+}
+
+/// (node, generation, sequence) from a WAL object key.
+fn parse_wal_key(key: &str) -> Option<(i32, u64, u64)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".wal")?;
+    let mut parts = name.split('-');
+    let node = parts.next()?.parse().ok()?;
+    let generation = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    Some((node, generation, seq))
 }
 
 /// The time `ms` milliseconds ago, as object stores report modification times.

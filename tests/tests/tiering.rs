@@ -3,8 +3,13 @@
 //! the bucket with librdkafka, a restart with the local disk wiped, `silt read` against a Kafka
 //! consumer, an outage of the object store, and retention deleting objects.
 
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ProduceRequest, ProduceResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rdkafka::consumer::Consumer;
@@ -182,7 +187,7 @@ async fn acks_all_is_answered_after_the_wal_object_is_in_the_bucket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read() {
     let s3 = S3Server::start();
-    let silt = Silt::start_on_s3(&s3, "tier", FAST);
+    let mut silt = Silt::start_on_s3(&s3, "tier", FAST);
     let (partitions, n) = (2, 20_000);
     create_topic(
         &silt.bootstrap(),
@@ -266,6 +271,25 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
             assert_eq!(line["timestamp"].as_i64(), k.timestamp);
         }
     }
+    // ListOffsets by time finds records in evicted segments (answered from the bucket).
+    let p0: Vec<_> = got.iter().filter(|g| g.partition == 0).collect();
+    let target = p0[3000].timestamp.unwrap();
+    let expected = p0
+        .iter()
+        .find(|g| g.timestamp.unwrap() >= target)
+        .unwrap()
+        .offset;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("history", 0, rdkafka::Offset::Offset(target))
+        .unwrap();
+    let found = consumer(&silt.bootstrap())
+        .offsets_for_times(tpl, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        found.find_partition("history", 0).unwrap().offset(),
+        rdkafka::Offset::Offset(expected)
+    );
+
     // A time-based start lands where ListOffsets-by-time would.
     let mut cmd = Command::new(silt_bin());
     let t = got[0].timestamp.unwrap();
@@ -287,6 +311,78 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
     let (ok, out, err) = run(&mut cmd, Duration::from_secs(60)).unwrap();
     assert!(ok, "{err}");
     assert!(out.lines().count() <= 5 && out.lines().count() > 0, "{out}");
+
+    // DeleteRecords on tiered data moves the log start, for Kafka clients and in the bucket.
+    let delete = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("history")))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(5_000)])]);
+    let deleted: DeleteRecordsResponse = raw::call(&silt.bootstrap(), 1, &delete).unwrap();
+    let r = &deleted.topics[0].partitions[0];
+    assert_eq!((r.error_code, r.low_watermark), (0, 5_000));
+    let (low, _) = consumer(&silt.bootstrap())
+        .fetch_watermarks("history", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(low, 5_000);
+    let after = consume_all(
+        &silt.bootstrap(),
+        "history",
+        1,
+        5_000,
+        Duration::from_secs(30),
+    );
+    assert_eq!(after.first().map(|g| g.offset), Some(5_000));
+    wait_until(
+        &silt,
+        "the manifest to carry the new log start",
+        Duration::from_secs(20),
+        || {
+            let mut cmd = Command::new(silt_bin());
+            cmd.args([
+                "read",
+                &s3.url("tier"),
+                "--topic",
+                "history",
+                "--partition",
+                "0",
+                "--to-offset",
+                "5001",
+            ]);
+            for (k, v) in s3.env("tier") {
+                cmd.env(k, v);
+            }
+            run(&mut cmd, Duration::from_secs(30)).is_ok_and(|(ok, out, err)| {
+                ok && err.contains("log start 5000") && out.lines().count() == 1
+            })
+        },
+    );
+    // Archiving goes on after a log start inside a segment, and a broker rebuilt from the
+    // bucket alone starts there.
+    produce_all(&silt.bootstrap(), "history", partitions, 4_000, "all").await;
+    wait_until(
+        &silt,
+        "new segments to be archived and evicted",
+        Duration::from_secs(30),
+        || local_segments(&silt) <= partitions as usize,
+    );
+    silt.kill9();
+    for dir in ["wal", "logs", "cache"] {
+        let _ = std::fs::remove_dir_all(silt.data_dir.join(dir));
+    }
+    silt.restart();
+    let p0 = consume_all(
+        &silt.bootstrap(),
+        "history",
+        1,
+        7_000,
+        Duration::from_secs(30),
+    );
+    assert_eq!(p0.len(), 7_000, "offsets 5000..12000 of partition 0");
+    assert_eq!(p0.first().map(|g| g.offset), Some(5_000));
+    assert_eq!(p0.last().map(|g| g.offset), Some(11_999));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

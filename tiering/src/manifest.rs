@@ -30,6 +30,9 @@ pub struct Manifest {
     pub seq: u64,
     /// The first offset a reader may return (retention and DeleteRecords move it).
     pub log_start: Offset,
+    /// The offset after the last archived record: the last segment's end, kept when
+    /// retention drops every segment. The recorded tail starts here; always a batch boundary.
+    pub archived_end: Offset,
     pub segments: Vec<SegmentRef>,
     pub epoch_history: Vec<EpochEntry>,
     /// The broker's producer state as of [`Manifest::end`] (opaque to this crate).
@@ -46,17 +49,18 @@ impl Manifest {
             epoch: LeaderEpoch(0),
             seq: 0,
             log_start: Offset(0),
+            archived_end: Offset(0),
             segments: Vec::new(),
             epoch_history: Vec::new(),
             producers: None,
         }
     }
 
-    /// The offset after the last segment (where the recorded tail begins).
+    /// The offset after the last archived record (where the recorded tail begins).
     pub fn end(&self) -> Offset {
         self.segments
             .last()
-            .map_or(self.log_start, |s| s.end.max(self.log_start))
+            .map_or(self.archived_end, |s| s.end.max(self.archived_end))
     }
 
     pub fn key(&self) -> Path {
@@ -149,6 +153,7 @@ mod tests {
         let mut m = Manifest::empty(t, 2);
         m.epoch = LeaderEpoch(3);
         m.seq = 9;
+        m.archived_end = Offset(10);
         m.segments.push(SegmentRef {
             key: "s".into(),
             base: Offset(0),

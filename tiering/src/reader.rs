@@ -150,13 +150,15 @@ impl BucketReader {
                     break;
                 }
                 let mut found = None;
+                let before = offset;
                 offset = decode(&bytes, manifest.partition, |r| {
                     if r.timestamp >= ts && r.offset >= manifest.log_start.0 {
                         found = Some(r.offset);
                         return false;
                     }
                     true
-                })?;
+                })?
+                .max(before + 1);
                 if let Some(o) = found {
                     return Ok(o);
                 }

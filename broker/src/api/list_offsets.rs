@@ -1,9 +1,12 @@
 //! ListOffsets: -2 earliest (log start), -1 latest (high watermark; also the last stable offset
 //! for read_committed, as there are no transactions), -3 the record with the max timestamp
-//! (v7+), otherwise the first offset whose timestamp is at least the target.
+//! (v7+), otherwise the first offset whose timestamp is at least the target: first in the
+//! segment objects below the local log (through the read cache), then locally.
 
 use super::{check_leader_epoch, error_code};
 use crate::broker::Broker;
+use crate::log::batch::record_timestamps;
+use crate::log::partition::{OffsetLookup, Partition};
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
@@ -16,6 +19,8 @@ use std::sync::Arc;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 const MAX_TIMESTAMP: i64 = -3;
+/// Decompression bound for timestamp lookups in segment objects.
+const LOOKUP_DECOMPRESS_LIMIT: usize = 256 * 1024 * 1024;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -50,7 +55,16 @@ pub fn handle(
                     t if t < 0 => {
                         return base.with_error_code(ResponseError::UnsupportedVersion.code());
                     }
-                    t => partition.offset_for_timestamp(t),
+                    t => match tokio::runtime::Handle::current()
+                        .block_on(remote_offset_for_timestamp(broker, partition, t))
+                    {
+                        Ok(Some(found)) => Ok(Some(found)),
+                        Ok(None) => partition.offset_for_timestamp(t),
+                        Err(error) => {
+                            tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "timestamp lookup in the bucket failed");
+                            return base.with_error_code(ResponseError::KafkaStorageError.code());
+                        }
+                    },
                 };
                 match found {
                     Ok(Some(l)) => base
@@ -73,4 +87,55 @@ pub fn handle(
         header,
         &ListOffsetsResponse::default().with_topics(topics),
     ))
+}
+
+/// The first record at or after `ts` in the segment objects below the local log, if any.
+async fn remote_offset_for_timestamp(
+    broker: &Broker,
+    partition: &Partition,
+    ts: i64,
+) -> anyhow::Result<Option<OffsetLookup>> {
+    const STEP: usize = 1 << 20;
+    let manifest = partition.manifest();
+    let log_start = partition.log_start();
+    let local_start = partition.local_start();
+    for seg in manifest
+        .segments
+        .iter()
+        .filter(|s| s.end.0 > log_start && s.base.0 < local_start && s.max_timestamp >= ts)
+    {
+        let mut bytes = broker.tier.reader.read_for_timestamp(seg, ts, STEP).await?;
+        // Bounded: every round moves past at least one batch of this segment.
+        for _ in 0..1_000_000 {
+            let mut next = None;
+            for (pos, h) in silt_tiering::batch::batches(&bytes) {
+                next = Some(h.last_offset() + 1);
+                if h.max_timestamp < ts || h.is_control() {
+                    continue;
+                }
+                let stamps = record_timestamps(
+                    &h,
+                    &bytes[pos..pos + h.total_size()],
+                    LOOKUP_DECOMPRESS_LIMIT,
+                )?;
+                if let Some((offset, timestamp)) = stamps
+                    .into_iter()
+                    .find(|(o, t)| *t >= ts && *o >= log_start)
+                {
+                    return Ok(Some(OffsetLookup {
+                        offset,
+                        timestamp,
+                        leader_epoch: h.partition_leader_epoch,
+                    }));
+                }
+            }
+            match next {
+                Some(n) if n < seg.end.0 => {
+                    bytes = broker.tier.reader.read(seg, n, STEP, true).await?;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(None)
 }

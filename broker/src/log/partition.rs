@@ -296,13 +296,14 @@ impl Partition {
 
     /// Sets the recorded end found at startup, and the HW with it.
     pub fn init_recorded(&self, end: i64) {
+        let log_end = self.log_end();
         let mut r = self.recorded.lock().expect("recorded lock");
         r.end = end;
         r.ahead.clear();
         let hw = if self.durability_object() {
-            end
+            end.min(log_end)
         } else {
-            self.log_end()
+            log_end
         };
         self.high_watermark.store(hw, Ordering::Release);
     }
