@@ -216,6 +216,13 @@ mod tests {
         for v in [&m.bytes_in, &m.bytes_out, &m.records_in, &m.records_out] {
             v.with_label_values(&["t"]).inc();
         }
+        m.object_store_requests
+            .with_label_values(&["get", "ok"])
+            .inc();
+        m.object_store_bytes.with_label_values(&["get"]).inc();
+        m.object_store_duration
+            .with_label_values(&["get"])
+            .observe(0.01);
         let exported: Vec<String> = m
             .registry
             .gather()
@@ -224,7 +231,10 @@ mod tests {
             .collect();
         let dashboard = include_str!("../../deploy/grafana/silt.json");
         let mut used = 0;
-        for (i, _) in dashboard.match_indices("silt_broker_") {
+        let uses = dashboard
+            .match_indices("silt_broker_")
+            .chain(dashboard.match_indices("silt_tiering_"));
+        for (i, _) in uses {
             let name: String = dashboard[i..]
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -239,7 +249,7 @@ mod tests {
             );
             used += 1;
         }
-        assert!(used >= 10);
+        assert!(used >= 20);
     }
 
     #[test]
