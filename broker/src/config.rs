@@ -222,6 +222,25 @@ impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.node_id >= 0, "node_id must be non-negative");
+        let t = &self.tiering;
+        anyhow::ensure!(
+            t.multipart_bytes >= 5 * 1024 * 1024,
+            "tiering.multipart_bytes must be at least 5 MiB (S3's smallest part), got {}",
+            t.multipart_bytes
+        );
+        anyhow::ensure!(
+            t.upload_concurrency >= 1 && t.read_concurrency >= 1,
+            "tiering.upload_concurrency and tiering.read_concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            t.max_pending_bytes >= 1024 * 1024,
+            "tiering.max_pending_bytes must be at least 1 MiB, got {}",
+            t.max_pending_bytes
+        );
+        anyhow::ensure!(
+            t.wal_max_delay_ms >= 1 && t.wal_object_bytes >= 1024,
+            "tiering.wal_max_delay_ms must be at least 1 and tiering.wal_object_bytes at least 1 KiB"
+        );
         anyhow::ensure!(
             self.num_partitions >= 1,
             "num_partitions must be at least 1"
@@ -245,5 +264,22 @@ impl Config {
         port.parse::<u16>()
             .map_err(|_| anyhow::anyhow!("advertised listener port {port:?} is not a port"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_tiering_settings_are_explained() {
+        Config::default().validate().unwrap();
+        let mut c = Config::default();
+        c.tiering.multipart_bytes = 1024;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("multipart_bytes"), "{err}");
+        let mut c = Config::default();
+        c.tiering.upload_concurrency = 0;
+        assert!(c.validate().is_err());
     }
 }
