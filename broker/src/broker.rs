@@ -151,21 +151,12 @@ impl Broker {
             let config_resolved = Arc::new(TopicConfig::resolve(&config.log, &record.configs));
             let mut partitions = Vec::new();
             let stored = catalog.partitions(record.id).await?;
-            for p in &stored {
-                let dir = logs_dir
-                    .join(record.id.to_string())
-                    .join(p.partition.to_string());
-                let partition = Partition::open(
-                    &dir,
-                    &record.name,
-                    record.id,
-                    p.partition,
-                    p.record.clone(),
-                    config_resolved.clone(),
-                    Some(tier.uploads.clone()),
-                )
-                .with_context(|| format!("open partition {}-{}", record.name, p.partition))?;
-                partitions.push(Arc::new(partition));
+            for p in stored {
+                let index = p.partition;
+                let partition =
+                    open_partition(&logs_dir, &tier, &record, p, config_resolved.clone())
+                        .with_context(|| format!("open partition {}-{index}", record.name))?;
+                partitions.push(partition);
             }
             let topic = Arc::new(Topic {
                 record: record.clone(),
@@ -220,16 +211,12 @@ impl Broker {
             .context("read commit records")?;
         let mut unrecorded = Vec::new();
         for topic in topics.values() {
-            for stored in catalog.partitions(topic.record.id).await? {
-                if let Some(p) = topic.partition(stored.partition) {
-                    let (from, to) = tier
-                        .recover(p, &stored.record, &commits)
-                        .await
-                        .with_context(|| {
-                            format!("recover {}-{} from the bucket", p.topic, p.index)
-                        })?;
-                    unrecorded.push((p.clone(), from, to));
-                }
+            for p in &topic.partitions {
+                let (from, to) = tier
+                    .recover(p, &p.record(), &commits)
+                    .await
+                    .with_context(|| format!("recover {}-{} from the bucket", p.topic, p.index))?;
+                unrecorded.push((p.clone(), from, to));
             }
         }
         // Producer state: the newest snapshot plus the batches after it.
@@ -450,21 +437,9 @@ impl Broker {
             .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
         let mut parts = Vec::new();
         for p in stored {
-            let dir = self
-                .logs_dir
-                .join(record.id.to_string())
-                .join(p.partition.to_string());
-            let partition = Partition::open(
-                &dir,
-                name,
-                record.id,
-                p.partition,
-                p.record,
-                config.clone(),
-                Some(self.tier.uploads.clone()),
-            )
-            .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
-            parts.push(Arc::new(partition));
+            let partition = open_partition(&self.logs_dir, &self.tier, &record, p, config.clone())
+                .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
+            parts.push(partition);
         }
         let topic = Arc::new(Topic {
             record,
@@ -568,21 +543,10 @@ impl Broker {
             .map_err(|e| AdminError::Internal(e.to_string()))?;
         let mut partitions = topic.partitions.clone();
         for p in stored.into_iter().filter(|p| p.partition >= current) {
-            let dir = self
-                .logs_dir
-                .join(record.id.to_string())
-                .join(p.partition.to_string());
-            let partition = Partition::open(
-                &dir,
-                name,
-                record.id,
-                p.partition,
-                p.record,
-                topic.config.clone(),
-                Some(self.tier.uploads.clone()),
-            )
-            .map_err(|e| AdminError::Internal(e.to_string()))?;
-            partitions.push(Arc::new(partition));
+            let partition =
+                open_partition(&self.logs_dir, &self.tier, &record, p, topic.config.clone())
+                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+            partitions.push(partition);
         }
         self.replace_topic(Topic {
             record,
@@ -760,6 +724,29 @@ impl Broker {
         let _ = tokio::task::spawn_blocking(move || wal.shutdown()).await;
         self.tier.reader.close().await;
     }
+}
+
+/// Opens one partition's local log under `logs/{topic-id}/{partition}`, feeding the upload queue.
+fn open_partition(
+    logs_dir: &std::path::Path,
+    tier: &Tier,
+    topic: &TopicRecord,
+    stored: VersionedPartition,
+    config: Arc<TopicConfig>,
+) -> Result<Arc<Partition>, PartitionError> {
+    let dir = logs_dir
+        .join(topic.id.to_string())
+        .join(stored.partition.to_string());
+    Partition::open(
+        &dir,
+        &topic.name,
+        topic.id,
+        stored.partition,
+        stored.record,
+        config,
+        Some(tier.uploads.clone()),
+    )
+    .map(Arc::new)
 }
 
 /// Removes partition directories of topics the catalog no longer has (deleted while down).

@@ -458,24 +458,31 @@ impl Catalog {
 
     /// A generation number for this start of broker `node`, larger than any before.
     pub async fn next_generation(&self, node: NodeId) -> Result<u64> {
-        let key = format!("{BROKERS_PREFIX}{:05}/generation", node.0);
+        self.increment(&format!("{BROKERS_PREFIX}{:05}/generation", node.0))
+            .await
+    }
+
+    /// Adds one to the u64 counter at `key` (absent counts as 0) by compare-and-swap; returns
+    /// the new value.
+    async fn increment(&self, key: &str) -> Result<u64> {
+        // Bounded: a conflict means another writer moved the counter; retries converge.
         for _ in 0..32 {
-            let current = self.store.get(&key).await?;
+            let current = self.store.get(key).await?;
             let (next, compare) = match &current {
                 Some(kv) => (
-                    decode::<u64>(&key, &kv.value)? + 1,
-                    Compare::mod_revision(&key, kv.mod_revision),
+                    decode::<u64>(key, &kv.value)? + 1,
+                    Compare::mod_revision(key, kv.mod_revision),
                 ),
-                None => (1, Compare::absent(&key)),
+                None => (1, Compare::absent(key)),
             };
             let txn = Txn::new()
                 .when(compare)
-                .then(Op::put(&key, encode(&key, &next)?));
+                .then(Op::put(key, encode(key, &next)?));
             if self.store.txn(txn).await?.succeeded {
                 return Ok(next);
             }
         }
-        Err(Error::Conflict { key })
+        Err(Error::Conflict { key: key.into() })
     }
 
     fn assignment_key(node: NodeId) -> String {
@@ -504,24 +511,7 @@ impl Catalog {
 
     /// Bumps broker `node`'s assignment version: every commit it has not yet made will fail.
     pub async fn bump_assignment_version(&self, node: NodeId) -> Result<u64> {
-        let key = Self::assignment_key(node);
-        for _ in 0..32 {
-            let current = self.store.get(&key).await?;
-            let (next, compare) = match &current {
-                Some(kv) => (
-                    decode::<u64>(&key, &kv.value)? + 1,
-                    Compare::mod_revision(&key, kv.mod_revision),
-                ),
-                None => (1, Compare::absent(&key)),
-            };
-            let txn = Txn::new()
-                .when(compare)
-                .then(Op::put(&key, encode(&key, &next)?));
-            if self.store.txn(txn).await?.succeeded {
-                return Ok(next);
-            }
-        }
-        Err(Error::Conflict { key })
+        self.increment(&Self::assignment_key(node)).await
     }
 
     /// The key of a commit record.

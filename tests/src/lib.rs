@@ -182,19 +182,8 @@ impl Drop for Silt {
 
 /// A minimal HTTP GET against the admin port: (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((code, body))
+    let (code, body) = http_request(port, "GET", path, b"").ok()?;
+    Some((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`: (status code, body). No auth: for test servers.

@@ -107,6 +107,16 @@ fn check_all(got: &[silt_e2e::kafka::Got], partitions: i32, n: usize) {
     }
 }
 
+/// Runs `silt read` on the bucket under `prefix`: (success, stdout, stderr).
+fn silt_read(s3: &S3Server, prefix: &str, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(silt_bin());
+    cmd.arg("read").arg(s3.url(prefix)).args(args);
+    for (k, v) in s3.env(prefix) {
+        cmd.env(k, v);
+    }
+    run(&mut cmd, Duration::from_secs(60)).expect("silt read finishes")
+}
+
 fn metric(silt: &Silt, name: &str) -> f64 {
     let started = Instant::now();
     let Some((_, body)) = (0..3).find_map(|_| silt_e2e::http_get(silt.admin_port, "/metrics"))
@@ -226,19 +236,11 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
     // silt read, with no broker involved, returns what the consumer got, up to the end it
     // reports.
     for p in 0..partitions {
-        let mut cmd = Command::new(silt_bin());
-        cmd.args([
-            "read",
-            &s3.url("tier"),
-            "--topic",
-            "history",
-            "--partition",
-            &p.to_string(),
-        ]);
-        for (k, v) in s3.env("tier") {
-            cmd.env(k, v);
-        }
-        let (ok, out, err) = run(&mut cmd, Duration::from_secs(60)).unwrap();
+        let (ok, out, err) = silt_read(
+            &s3,
+            "tier",
+            &["--topic", "history", "--partition", &p.to_string()],
+        );
         assert!(ok, "silt read failed: {err}");
         let end: i64 = err
             .split("bucket end ")
@@ -291,24 +293,21 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
     );
 
     // A time-based start lands where ListOffsets-by-time would.
-    let mut cmd = Command::new(silt_bin());
-    let t = got[0].timestamp.unwrap();
-    cmd.args([
-        "read",
-        &s3.url("tier"),
-        "--topic",
-        "history",
-        "--partition",
-        "0",
-        "--from-time",
-        &t.to_string(),
-        "--to-offset",
-        "5",
-    ]);
-    for (k, v) in s3.env("tier") {
-        cmd.env(k, v);
-    }
-    let (ok, out, err) = run(&mut cmd, Duration::from_secs(60)).unwrap();
+    let t = got[0].timestamp.unwrap().to_string();
+    let (ok, out, err) = silt_read(
+        &s3,
+        "tier",
+        &[
+            "--topic",
+            "history",
+            "--partition",
+            "0",
+            "--from-time",
+            &t,
+            "--to-offset",
+            "5",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(out.lines().count() <= 5 && out.lines().count() > 0, "{out}");
 
@@ -340,23 +339,16 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
         "the manifest to carry the new log start",
         Duration::from_secs(20),
         || {
-            let mut cmd = Command::new(silt_bin());
-            cmd.args([
-                "read",
-                &s3.url("tier"),
+            let args = [
                 "--topic",
                 "history",
                 "--partition",
                 "0",
                 "--to-offset",
                 "5001",
-            ]);
-            for (k, v) in s3.env("tier") {
-                cmd.env(k, v);
-            }
-            run(&mut cmd, Duration::from_secs(30)).is_ok_and(|(ok, out, err)| {
-                ok && err.contains("log start 5000") && out.lines().count() == 1
-            })
+            ];
+            let (ok, out, err) = silt_read(&s3, "tier", &args);
+            ok && err.contains("log start 5000") && out.lines().count() == 1
         },
     );
     // Archiving goes on after a log start inside a segment, and a broker rebuilt from the
