@@ -77,6 +77,9 @@ impl UploadQueue {
         b.first_at.get_or_insert_with(Instant::now);
         drop(b);
         self.pending_bytes.fetch_add(batch.len(), Ordering::AcqRel);
+        crate::metrics::metrics()
+            .upload_lag_bytes
+            .add(batch.len() as i64);
         self.notify.notify_one();
     }
 
@@ -87,6 +90,12 @@ impl UploadQueue {
 
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes.load(Ordering::Acquire)
+    }
+
+    /// `bytes` were recorded (or will never be): they no longer count against the bound.
+    fn release(&self, bytes: usize) {
+        self.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        crate::metrics::metrics().upload_lag_bytes.sub(bytes as i64);
     }
 
     /// An acks=all request starts waiting: upload sooner.
@@ -418,9 +427,7 @@ impl Tier {
                     // becomes visible here. (Re-committing the extents still owned comes with
                     // multi-broker leadership.)
                     tracing::error!(%commit_key, %reason, "WAL object commit fenced; its data stays unrecorded");
-                    self.uploads
-                        .pending_bytes
-                        .fetch_sub(data_bytes as usize, Ordering::AcqRel);
+                    self.uploads.release(data_bytes as usize);
                     return;
                 }
                 Err(error) => {
@@ -447,9 +454,7 @@ impl Tier {
                 p.mark_recorded(e.first.0, e.end().0);
             }
         }
-        self.uploads
-            .pending_bytes
-            .fetch_sub(data_bytes as usize, Ordering::AcqRel);
+        self.uploads.release(data_bytes as usize);
         crate::metrics::metrics().wal_objects.inc();
         self.recorded.send_modify(|v| *v += 1);
     }
@@ -856,7 +861,6 @@ impl Tier {
     /// Publishes cache counters and upload lag as metrics.
     pub fn update_metrics(&self) {
         let m = crate::metrics::metrics();
-        m.upload_lag_bytes.set(self.uploads.pending_bytes() as i64);
         m.upload_lag_seconds.set(self.uploads.lag().as_secs_f64());
         let hits = self.reader.stats.hits.load(Ordering::Relaxed);
         let misses = self.reader.stats.misses.load(Ordering::Relaxed);
