@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test Silt has, installing what the tests need first:
 #   - Debian packages: kcat, librdkafka-dev + pkg-config (the rdkafka crate links the system
-#     librdkafka), a JDK and Maven for the Java client (skipped when already present);
+#     librdkafka), a JDK and Maven for the Java client, protobuf-compiler (etcd-client
+#     compiles etcd's .proto files) and etcd-server (the cluster tests start it on free
+#     loopback ports) (each skipped when already present);
 #   - kafka-clients jars from Maven Central (tests/java/build.sh);
 #   - confluent-kafka (a current librdkafka, next to Debian's 2.0.2) and kafka-python (an
 #     independent implementation) from PyPI, and moto, the S3-compatible server the
@@ -25,6 +27,8 @@ command -v kcat >/dev/null || need_pkgs+=(kcat)
 pkg-config --exists rdkafka 2>/dev/null || need_pkgs+=(librdkafka-dev pkg-config)
 command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_pkgs+=(maven)
+command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
+command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   as_root apt-get update -qq

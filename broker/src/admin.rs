@@ -9,16 +9,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Ready when the broker has opened its log and serves Kafka (`set`) and, once a check is
+/// installed, while the check holds (the metadata store answers and the broker is a member).
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<(AtomicBool, std::sync::OnceLock<Check>)>);
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0 .0.store(ready, Ordering::Release);
+    }
+
+    /// Installs the ongoing check (once; later calls are ignored).
+    pub fn set_check(&self, check: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.0 .1.set(Arc::new(check));
     }
 
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0 .0.load(Ordering::Acquire) && self.0 .1.get().is_none_or(|check| check())
     }
 }
 

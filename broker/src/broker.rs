@@ -41,6 +41,8 @@ pub struct Broker {
     pub groups: Arc<crate::group::Coordinator>,
     /// Object storage: uploads, archiving, tiered reads.
     pub tier: Arc<Tier>,
+    /// This broker's registration and the live brokers.
+    pub membership: Arc<crate::cluster::Membership>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion on this broker.
     admin: tokio::sync::Mutex<()>,
@@ -132,6 +134,19 @@ impl Broker {
         let advertised_port: i32 = port.parse().context("advertised listener port")?;
         let node_id = NodeId(config.node_id);
         let cluster_id = catalog.cluster_id().await?;
+        // Join first: a broker that may not serve this cluster stops before touching anything.
+        let membership = crate::cluster::Membership::join(
+            catalog.clone(),
+            silt_metadata::catalog::BrokerRegistration {
+                node: node_id,
+                host: advertised_host.clone(),
+                port: advertised_port,
+                rack: config.cluster.rack.clone(),
+                started_ms: now_ms(),
+            },
+            &config.cluster,
+        )
+        .await?;
         let logs_dir = config.data_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)
             .with_context(|| format!("create {}", logs_dir.display()))?;
@@ -291,6 +306,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             groups,
             tier,
+            membership,
             config,
             node_id,
             cluster_id,
@@ -346,6 +362,23 @@ impl Broker {
                 }
             }
         });
+    }
+
+    /// The live brokers for Metadata and DescribeCluster: the registrations as last read, and
+    /// always this broker (it answers, so it is live, even before its first refresh).
+    pub fn live_brokers(&self) -> Vec<silt_metadata::catalog::BrokerRegistration> {
+        let mut live = self.membership.live();
+        if !live.iter().any(|b| b.node == self.node_id) {
+            live.push(silt_metadata::catalog::BrokerRegistration {
+                node: self.node_id,
+                host: self.advertised_host.clone(),
+                port: self.advertised_port,
+                rack: self.config.cluster.rack.clone(),
+                started_ms: 0,
+            });
+            live.sort_by_key(|b| b.node);
+        }
+        live
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -640,6 +673,10 @@ impl Broker {
     /// Runs the uploader, the archiver and checkpoints until cancelled.
     pub async fn run_background(self: Arc<Self>, cancel: CancellationToken) {
         let uploader = tokio::spawn(self.tier.clone().run_uploader());
+        // Membership outlives `cancel`: the lease is kept through the final flush and revoked
+        // when the broker has stopped.
+        let membership_stop = CancellationToken::new();
+        let membership = tokio::spawn(self.membership.clone().run(membership_stop.clone()));
         // Archiving waits on the object store; it runs apart so checkpoints never wait on it.
         let archiver = tokio::spawn(self.clone().run_archiver(cancel.clone()));
         let checkpoint_every =
@@ -671,6 +708,8 @@ impl Broker {
         }
         self.tier.cancel.cancel();
         let _ = uploader.await;
+        membership_stop.cancel();
+        let _ = membership.await;
     }
 
     /// Archiving (segment uploads, retention, local eviction) and garbage collection, one
@@ -723,6 +762,7 @@ impl Broker {
         let wal = self.wal.clone();
         let _ = tokio::task::spawn_blocking(move || wal.shutdown()).await;
         self.tier.reader.close().await;
+        self.membership.leave().await;
     }
 }
 

@@ -15,7 +15,7 @@ pub struct Config {
     /// WAL, hot segments, embedded metadata and (by default) objects.
     pub data_dir: PathBuf,
     pub node_id: i32,
-    /// `embedded`, or `etcd://host:2379[,host:2379]` (not built yet).
+    /// `embedded`, or `etcd://host:2379[,host:2379][/namespace]`.
     pub metadata: String,
     /// Object store URL; `file://<data-dir>/objects` when unset.
     pub object_store: Option<String>,
@@ -45,6 +45,27 @@ pub struct Config {
     pub log: LogDefaults,
     pub wal: WalSettings,
     pub tiering: TieringSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Membership in the cluster (`[cluster]` in silt.toml, `SILT_CLUSTER__*` in the environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The broker's lease: a broker that stops renewing it is gone after this long. etcd
+    /// counts whole seconds (rounding up) and has a floor of about 2 s.
+    pub lease_ttl_ms: u64,
+    /// The broker's rack (Kafka's `broker.rack`), reported in Metadata.
+    pub rack: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 3_000,
+            rack: None,
+        }
+    }
 }
 
 /// Object storage: WAL objects, segment objects, the read cache (`[tiering]` in silt.toml,
@@ -157,6 +178,7 @@ impl Default for Config {
             log: LogDefaults::default(),
             wal: WalSettings::default(),
             tiering: TieringSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -242,6 +264,11 @@ impl Config {
             "tiering.wal_max_delay_ms must be at least 1 and tiering.wal_object_bytes at least 1 KiB"
         );
         anyhow::ensure!(
+            (1_000..=300_000).contains(&self.cluster.lease_ttl_ms),
+            "cluster.lease_ttl_ms must be between 1000 and 300000, got {}",
+            self.cluster.lease_ttl_ms
+        );
+        anyhow::ensure!(
             self.num_partitions >= 1,
             "num_partitions must be at least 1"
         );
@@ -249,11 +276,13 @@ impl Config {
             self.default_replication_factor >= 1,
             "default_replication_factor must be at least 1"
         );
-        anyhow::ensure!(
-            self.metadata == "embedded",
-            "metadata {:?}: only the embedded store is built into this version (etcd comes with the cluster work)",
-            self.metadata
-        );
+        if self.metadata != "embedded" {
+            silt_metadata::EtcdOptions::from_url(&self.metadata).map_err(|e| {
+                anyhow::anyhow!(
+                    "metadata must be `embedded` or etcd://host:port[,host:port][/namespace]: {e}"
+                )
+            })?;
+        }
         let (host, port) = self.advertised().rsplit_once(':').ok_or_else(|| {
             anyhow::anyhow!(
                 "advertised listener {:?} needs host:port",

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod log;
@@ -42,13 +43,28 @@ pub fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
     }
 }
 
+/// The metadata store the configuration names: the embedded store in `<data-dir>/metadata`, or
+/// an etcd cluster.
+pub async fn open_metadata_store(
+    config: &Config,
+) -> anyhow::Result<Arc<dyn silt_metadata::MetadataStore>> {
+    if config.metadata == "embedded" {
+        let store = EmbeddedMetadataStore::open(&config.data_dir.join("metadata"))?;
+        return Ok(Arc::new(store));
+    }
+    let options = silt_metadata::EtcdOptions::from_url(&config.metadata)?;
+    let store = silt_metadata::EtcdMetadataStore::connect(&options)
+        .await
+        .with_context(|| format!("open metadata store {}", config.metadata))?;
+    Ok(Arc::new(store))
+}
+
 /// Runs a broker until `cancel` fires.
 pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
     let _lock = lock_data_dir(&config)?;
     let objects_url = config.object_store_url()?;
-    let store = EmbeddedMetadataStore::open(&config.data_dir.join("metadata"))?;
-    let catalog = Catalog::new(Arc::new(store));
+    let catalog = Catalog::new(open_metadata_store(&config).await?);
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -62,6 +78,10 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     let broker = broker::Broker::open(config.clone(), catalog).await?;
     let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
     let kafka = tokio::spawn(server::serve(broker.clone(), listener, cancel.clone()));
+    ready.set_check({
+        let membership = broker.membership.clone();
+        move || membership.healthy()
+    });
     ready.set(true);
     tracing::info!(
         listen = %config.listen,

@@ -218,11 +218,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<i32>,
-    /// Metadata store: `embedded` [env: SILT_METADATA] [default: embedded]
+    /// Metadata store: `embedded` or etcd://host:2379[,host:2379][/namespace] [env: SILT_METADATA] [default: embedded]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<String>,
-    /// Object store URL: file:///path or memory:// [env: SILT_OBJECT_STORE] [default: file://<data-dir>/objects]
+    /// Object store URL: file:///path, s3://bucket/prefix or memory:// [env: SILT_OBJECT_STORE] [default: file://<data-dir>/objects]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     object_store: Option<String>,

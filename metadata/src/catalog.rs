@@ -7,9 +7,11 @@
 //!   history, manifest pointer, log start)
 //! - `/silt/brokers/{node:05}/generation` → u64, bumped on every broker start
 //! - `/silt/brokers/{node:05}/assignment` → u64, the broker's assignment version (its fence)
+//! - `/silt/brokers/{node:05}/registration` → [`BrokerRegistration`], under the broker's lease
+//! - `/silt/controller` → node id of the controller, under its lease
 //! - `/silt/commits/{node:05}/{generation:010}-{seq:012}` → [`CommitRecord`], one per WAL object
 
-use crate::store::{Compare, MetadataStore, Op, Txn};
+use crate::store::{Compare, LeaseId, MetadataStore, Op, Txn};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicId};
 use crate::{Error, Result};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -22,6 +24,9 @@ const TOPICS_PREFIX: &str = "/silt/topics/";
 const PARTITIONS_PREFIX: &str = "/silt/partitions/";
 const BROKERS_PREFIX: &str = "/silt/brokers/";
 const COMMITS_PREFIX: &str = "/silt/commits/";
+const CONTROLLER_KEY: &str = "/silt/controller";
+/// Most records written by one transaction: below etcd's default `--max-txn-ops` (128).
+pub const TXN_BATCH: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -88,6 +93,26 @@ pub struct CommitRecord {
     /// The WAL object's key in the bucket.
     pub object: String,
     pub extents: Vec<WalExtent>,
+}
+
+/// A live broker: written under the broker's lease, so it disappears when the broker does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub node: NodeId,
+    /// The advertised Kafka listener.
+    pub host: String,
+    pub port: i32,
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// When this incarnation started (ms since the epoch).
+    pub started_ms: i64,
+}
+
+/// A leadership change decided by the controller: `partition` (as read) goes to `leader`.
+#[derive(Debug, Clone)]
+pub struct Reassignment {
+    pub partition: VersionedPartition,
+    pub leader: NodeId,
 }
 
 impl PartitionRecord {
@@ -277,23 +302,54 @@ impl Catalog {
     }
 
     /// Creates the topic and its partitions, each led by `leader` at epoch 0 from offset 0.
+    ///
+    /// The partition records go first, in batches of at most [`TXN_BATCH`] (etcd's limit on
+    /// operations per transaction); the topic record, created only if absent, makes them
+    /// visible. A creation that loses the race removes its partition records again; a crash in
+    /// between leaves records under a topic id no topic names, which nothing reads.
     pub async fn create_topic(&self, topic: &TopicRecord, leader: NodeId) -> Result<()> {
         let key = topic_key(&topic.name);
-        let mut txn = Txn::new()
+        self.put_first_partitions(topic.id, 0..topic.partitions, leader)
+            .await?;
+        let txn = Txn::new()
             .when(Compare::absent(&key))
             .then(Op::put(&key, encode(&key, topic)?));
-        for p in 0..topic.partitions {
-            let pkey = partition_key(topic.id, p);
-            txn = txn.then(Op::put(
-                &pkey,
-                encode(&pkey, &PartitionRecord::first(leader))?,
-            ));
-        }
         if self.store.txn(txn).await?.succeeded {
             Ok(())
         } else {
+            // Remove what this attempt wrote, unless the topic that exists is this very one.
+            if self
+                .topic(&topic.name)
+                .await?
+                .is_none_or(|t| t.id != topic.id)
+            {
+                self.store
+                    .txn(Txn::new().then(Op::delete_prefix(partitions_prefix(topic.id))))
+                    .await?;
+            }
             Err(Error::TopicExists(topic.name.clone()))
         }
+    }
+
+    async fn put_first_partitions(
+        &self,
+        topic: TopicId,
+        partitions: std::ops::Range<i32>,
+        leader: NodeId,
+    ) -> Result<()> {
+        let all: Vec<i32> = partitions.collect();
+        for chunk in all.chunks(TXN_BATCH) {
+            let mut txn = Txn::new();
+            for &p in chunk {
+                let pkey = partition_key(topic, p);
+                txn = txn.then(Op::put(
+                    &pkey,
+                    encode(&pkey, &PartitionRecord::first(leader))?,
+                ));
+            }
+            self.store.txn(txn).await?;
+        }
+        Ok(())
     }
 
     /// Rewrites a topic's record (configs, or a larger partition count: the new partitions are
@@ -313,16 +369,12 @@ impl Catalog {
             .ok_or_else(|| Error::TopicNotFound(name.to_string()))?;
         let old: TopicRecord = decode(&key, &kv.value)?;
         let new = update(&old);
-        let mut txn = Txn::new()
+        // New partitions are invisible until the topic record counts them (as in create_topic).
+        self.put_first_partitions(new.id, old.partitions..new.partitions, leader)
+            .await?;
+        let txn = Txn::new()
             .when(Compare::mod_revision(&key, kv.mod_revision))
             .then(Op::put(&key, encode(&key, &new)?));
-        for p in old.partitions..new.partitions {
-            let pkey = partition_key(new.id, p);
-            txn = txn.then(Op::put(
-                &pkey,
-                encode(&pkey, &PartitionRecord::first(leader))?,
-            ));
-        }
         if self.store.txn(txn).await?.succeeded {
             Ok(new)
         } else {
@@ -372,29 +424,28 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Writes new partition records in one transaction, each conditional on the revision it was
-    /// read at. `Conflict` if any changed meanwhile (nothing is written then).
+    /// Writes new partition records in transactions of at most [`TXN_BATCH`] records, each
+    /// record conditional on the revision it was read at. `Conflict` if any in a batch changed
+    /// meanwhile: that batch and the ones after it are not written (earlier batches are).
     pub async fn update_partitions(
         &self,
         updates: &[(VersionedPartition, PartitionRecord)],
     ) -> Result<()> {
-        if updates.is_empty() {
-            return Ok(());
+        for chunk in updates.chunks(TXN_BATCH) {
+            let mut txn = Txn::new();
+            for (current, next) in chunk {
+                let key = partition_key(current.topic_id, current.partition);
+                txn = txn
+                    .when(Compare::mod_revision(&key, current.mod_revision))
+                    .then(Op::put(&key, encode(&key, next)?));
+            }
+            if !self.store.txn(txn).await?.succeeded {
+                return Err(Error::Conflict {
+                    key: PARTITIONS_PREFIX.into(),
+                });
+            }
         }
-        let mut txn = Txn::new();
-        for (current, next) in updates {
-            let key = partition_key(current.topic_id, current.partition);
-            txn = txn
-                .when(Compare::mod_revision(&key, current.mod_revision))
-                .then(Op::put(&key, encode(&key, next)?));
-        }
-        if self.store.txn(txn).await?.succeeded {
-            Ok(())
-        } else {
-            Err(Error::Conflict {
-                key: PARTITIONS_PREFIX.into(),
-            })
-        }
+        Ok(())
     }
 
     /// One partition's record with its revision.
@@ -514,6 +565,119 @@ impl Catalog {
         self.increment(&Self::assignment_key(node)).await
     }
 
+    fn registration_key(node: NodeId) -> String {
+        format!("{BROKERS_PREFIX}{:05}/registration", node.0)
+    }
+
+    /// Registers a live broker under `lease` if its node id is free. `Ok(None)` when registered;
+    /// `Ok(Some(other))` when a live broker already holds the id.
+    pub async fn register_broker(
+        &self,
+        registration: &BrokerRegistration,
+        lease: LeaseId,
+    ) -> Result<Option<BrokerRegistration>> {
+        let key = Self::registration_key(registration.node);
+        let txn = Txn::new().when(Compare::absent(&key)).then(Op::Put {
+            key: key.clone(),
+            value: encode(&key, registration)?,
+            lease: Some(lease),
+        });
+        if self.store.txn(txn).await?.succeeded {
+            return Ok(None);
+        }
+        match self.store.get(&key).await? {
+            Some(kv) => Ok(Some(decode(&key, &kv.value)?)),
+            // It expired between the two reads: the caller tries again.
+            None => Err(Error::Conflict { key }),
+        }
+    }
+
+    /// The registered (live) brokers, by node id.
+    pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>> {
+        let mut out = Vec::new();
+        for kv in self.store.list(BROKERS_PREFIX).await? {
+            if kv.key.ends_with("/registration") {
+                out.push(decode(&kv.key, &kv.value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Becomes the controller if there is none (the key lives under `lease`); returns the
+    /// controller's node id either way.
+    pub async fn campaign_controller(&self, node: NodeId, lease: LeaseId) -> Result<NodeId> {
+        let txn = Txn::new()
+            .when(Compare::absent(CONTROLLER_KEY))
+            .then(Op::Put {
+                key: CONTROLLER_KEY.into(),
+                value: encode(CONTROLLER_KEY, &node)?,
+                lease: Some(lease),
+            });
+        if self.store.txn(txn).await?.succeeded {
+            return Ok(node);
+        }
+        match self.store.get(CONTROLLER_KEY).await? {
+            Some(kv) => decode(CONTROLLER_KEY, &kv.value),
+            None => Err(Error::Conflict {
+                key: CONTROLLER_KEY.into(),
+            }),
+        }
+    }
+
+    /// The current controller, if any.
+    pub async fn controller(&self) -> Result<Option<NodeId>> {
+        match self.store.get(CONTROLLER_KEY).await? {
+            Some(kv) => Ok(Some(decode(CONTROLLER_KEY, &kv.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies the controller's leadership changes in batched transactions. Each change gives
+    /// the partition its new leader and the next leader epoch, and bumps the assignment version
+    /// of the broker losing it, in the same transaction (so the loser's pending commits fail
+    /// before the new leader reads the recorded tail). Every transaction is conditional on
+    /// `controller` still holding the controller key and on each partition being unchanged
+    /// since it was read. Returns how many changes were applied; a batch that loses a race is
+    /// skipped (the next round re-plans).
+    pub async fn reassign(&self, controller: NodeId, changes: &[Reassignment]) -> Result<usize> {
+        let mut applied = 0;
+        for chunk in changes.chunks(TXN_BATCH / 2) {
+            let mut txn = Txn::new().when(Compare::value(
+                CONTROLLER_KEY,
+                encode(CONTROLLER_KEY, &controller)?,
+            ));
+            let mut losers: BTreeMap<i32, ()> = BTreeMap::new();
+            for change in chunk {
+                let current = &change.partition;
+                let key = partition_key(current.topic_id, current.partition);
+                let mut next = current.record.clone();
+                next.leader = change.leader;
+                next.leader_epoch = current.record.leader_epoch.next();
+                txn = txn
+                    .when(Compare::mod_revision(&key, current.mod_revision))
+                    .then(Op::put(&key, encode(&key, &next)?));
+                if current.record.leader != change.leader {
+                    losers.insert(current.record.leader.0, ());
+                }
+            }
+            for loser in losers.keys() {
+                let key = Self::assignment_key(NodeId(*loser));
+                let (value, compare) = match self.store.get(&key).await? {
+                    Some(kv) => (
+                        decode::<u64>(&key, &kv.value)? + 1,
+                        Compare::mod_revision(&key, kv.mod_revision),
+                    ),
+                    None => (1, Compare::absent(&key)),
+                };
+                txn = txn.when(compare).then(Op::put(&key, encode(&key, &value)?));
+            }
+            if self.store.txn(txn).await?.succeeded {
+                applied += chunk.len();
+            }
+        }
+        Ok(applied)
+    }
+
     /// The key of a commit record.
     pub fn commit_key(node: NodeId, generation: u64, seq: u64) -> String {
         format!("{COMMITS_PREFIX}{:05}/{generation:010}-{seq:012}", node.0)
@@ -583,6 +747,7 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::EmbeddedMetadataStore;
+    use std::time::Duration;
 
     fn history(entries: &[(i32, i64)]) -> PartitionRecord {
         PartitionRecord {
@@ -784,5 +949,78 @@ mod tests {
                 .await,
             Err(Error::Fenced { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn registrations_controller_and_reassignment() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let catalog = Catalog::new(store.clone());
+        let reg = |node| BrokerRegistration {
+            node: NodeId(node),
+            host: "127.0.0.1".into(),
+            port: 9092 + node,
+            rack: None,
+            started_ms: 0,
+        };
+        let l1 = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+        let l2 = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(catalog.register_broker(&reg(1), l1).await.unwrap(), None);
+        assert_eq!(
+            catalog.register_broker(&reg(1), l2).await.unwrap(),
+            Some(reg(1)),
+            "a live node id is not taken twice"
+        );
+        assert_eq!(catalog.register_broker(&reg(2), l2).await.unwrap(), None);
+        assert_eq!(catalog.live_brokers().await.unwrap(), vec![reg(1), reg(2)]);
+        assert_eq!(
+            catalog.campaign_controller(NodeId(2), l2).await.unwrap(),
+            NodeId(2)
+        );
+        assert_eq!(
+            catalog.campaign_controller(NodeId(1), l1).await.unwrap(),
+            NodeId(2),
+            "one controller"
+        );
+
+        let topic = TopicRecord {
+            name: "moves".into(),
+            id: TopicId::random(),
+            partitions: 130,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        catalog.create_topic(&topic, NodeId(1)).await.unwrap();
+        let before = catalog.assignment_version(NodeId(1)).await.unwrap();
+        let parts = catalog.partitions(topic.id).await.unwrap();
+        assert_eq!(parts.len(), 130, "created in several transactions");
+        let changes: Vec<_> = parts
+            .iter()
+            .map(|p| Reassignment {
+                partition: p.clone(),
+                leader: NodeId(2),
+            })
+            .collect();
+        assert_eq!(
+            catalog.reassign(NodeId(1), &changes).await.unwrap(),
+            0,
+            "only the controller reassigns"
+        );
+        assert_eq!(catalog.reassign(NodeId(2), &changes).await.unwrap(), 130);
+        for p in catalog.partitions(topic.id).await.unwrap() {
+            assert_eq!(p.record.leader, NodeId(2));
+            assert_eq!(p.record.leader_epoch, LeaderEpoch(1));
+        }
+        assert!(
+            catalog.assignment_version(NodeId(1)).await.unwrap() > before,
+            "the broker losing partitions is fenced"
+        );
+        assert_eq!(
+            catalog.reassign(NodeId(2), &changes).await.unwrap(),
+            0,
+            "changes planned on stale reads are refused"
+        );
+        store.revoke_lease(l2).await.unwrap();
+        assert_eq!(catalog.live_brokers().await.unwrap(), vec![reg(1)]);
+        assert_eq!(catalog.controller().await.unwrap(), None);
     }
 }

@@ -34,6 +34,12 @@ pub enum Error {
     Closed,
     #[error("metadata store task failed: {0}")]
     Task(String),
+    /// The store did not answer (network, timeout, no leader). For a transaction the outcome is
+    /// unknown: it may have been applied.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    #[error("metadata store configuration: {0}")]
+    Config(String),
 }
 
 impl Error {
@@ -41,7 +47,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            Error::Conflict { .. } | Error::Io { .. } | Error::Task(_)
+            Error::Conflict { .. } | Error::Io { .. } | Error::Task(_) | Error::Unavailable(_)
         )
     }
 }

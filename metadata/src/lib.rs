@@ -1,5 +1,5 @@
 //! Silt's metadata: the [`MetadataStore`] trait, the domain types shared by every crate, and the
-//! embedded (single-process, file-backed) backend.
+//! embedded (single-process, file-backed) and etcd backends.
 //!
 //! This crate owns *how* cluster metadata is stored: keys, revisions, leases, watches and
 //! conditional transactions, modelled on etcd so that the etcd backend is a thin adapter.
@@ -10,12 +10,14 @@
 pub mod catalog;
 pub mod embedded;
 mod error;
+pub mod etcd;
 pub mod store;
 pub mod testsuite;
 pub mod types;
 
 pub use embedded::EmbeddedMetadataStore;
 pub use error::{Error, Result};
+pub use etcd::{EtcdMetadataStore, EtcdOptions};
 pub use store::{
     Compare, KeyValue, LeaseId, MetadataStore, Op, Txn, TxnResponse, WatchEvent, WatchEventKind,
 };

@@ -68,6 +68,12 @@ impl Silt {
 
     /// Starts a broker with extra `SILT_*` environment settings.
     pub fn start_with_env(env: &[(&str, &str)]) -> Silt {
+        Self::try_start_with_env(env).expect("start silt")
+    }
+
+    /// Like [`Silt::start_with_env`], for brokers that are expected to refuse to start: the
+    /// error carries the broker's log.
+    pub fn try_start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Silt> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut silt = Silt {
             data_dir: tmp.path().join("data"),
@@ -81,8 +87,8 @@ impl Silt {
             log_path: tmp.path().join("silt.log"),
             _tmp: Some(tmp),
         };
-        silt.spawn().expect("start silt");
-        silt
+        silt.spawn()?;
+        Ok(silt)
     }
 
     pub fn bootstrap(&self) -> String {
@@ -386,6 +392,92 @@ fn xml_values(text: &str, tag: &str) -> Vec<String> {
 }
 
 impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A single-member etcd server (Debian's `etcd-server`) on free loopback ports, with its own
+/// data directory; stopped by pid.
+pub struct EtcdServer {
+    pub port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    pub fn start() -> EtcdServer {
+        let mut s = EtcdServer {
+            port: free_port(),
+            peer_port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        s.spawn().expect("start etcd (apt-get install etcd-server)");
+        s
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let client = format!("http://127.0.0.1:{}", self.port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))?;
+        let child = Command::new("etcd")
+            .arg("--name=silt-test")
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=silt-test={peer}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn etcd")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_get(self.port, "/health")
+                .is_some_and(|(code, body)| code == 200 && body.contains("true"))
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("etcd did not become healthy on port {}", self.port)
+    }
+
+    /// `etcd://127.0.0.1:PORT/namespace`: each test gets its own namespace.
+    pub fn url(&self, namespace: &str) -> String {
+        format!("etcd://127.0.0.1:{}/{namespace}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        self.spawn().expect("restart etcd");
+    }
+}
+
+impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
     }

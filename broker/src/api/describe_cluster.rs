@@ -24,10 +24,19 @@ pub fn handle(
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id.0))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id.0))
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_brokers(
+            broker
+                .live_brokers()
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node.0))
+                        .with_host(StrBytes::from_string(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             bits(CLUSTER_OPERATIONS)
         } else {

@@ -1,0 +1,187 @@
+//! Cluster membership: this broker's registration under a metadata-store lease, the lease's
+//! keep-alive, and the list of live brokers that Metadata and DescribeCluster report.
+//!
+//! A registration is created only if absent, so node ids are unique among live brokers. It
+//! lives under the broker's lease: when the broker dies its lease expires (after
+//! `cluster.lease_ttl_ms`) and the registration disappears; when it stops cleanly it revokes
+//! the lease at once.
+//!
+//! This version runs one broker per cluster: partition leadership across several brokers (the
+//! controller, takeover and fencing) is not built yet, so a broker that finds another live
+//! broker in its cluster refuses to start rather than serve partitions another broker serves.
+
+use crate::config::ClusterSettings;
+use anyhow::Context;
+use silt_metadata::catalog::{BrokerRegistration, Catalog};
+use silt_metadata::{LeaseId, NodeId};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub struct Membership {
+    catalog: Catalog,
+    registration: BrokerRegistration,
+    ttl: Duration,
+    lease: AtomicI64,
+    live: watch::Sender<Vec<BrokerRegistration>>,
+    /// When the lease was last confirmed alive (for readiness).
+    renewed: std::sync::Mutex<Instant>,
+}
+
+impl Membership {
+    /// Registers this broker. A registration of the same node id that is still alive may be
+    /// this broker's previous run, killed before its lease expired: it is waited out for up to
+    /// one lease TTL (plus slack) before giving up.
+    pub async fn join(
+        catalog: Catalog,
+        registration: BrokerRegistration,
+        settings: &ClusterSettings,
+    ) -> anyhow::Result<Arc<Membership>> {
+        let ttl = Duration::from_millis(settings.lease_ttl_ms);
+        let lease = catalog
+            .store()
+            .grant_lease(ttl)
+            .await
+            .context("grant the broker's lease")?;
+        let deadline = Instant::now() + ttl + Duration::from_secs(5);
+        loop {
+            match catalog.register_broker(&registration, lease).await {
+                Ok(None) => break,
+                Ok(Some(other)) if Instant::now() < deadline => {
+                    tracing::info!(node = other.node.0, host = %other.host, port = other.port, "node id registered by a live broker (a previous run of this one?); waiting for its lease to expire");
+                }
+                Ok(Some(other)) => {
+                    let _ = catalog.store().revoke_lease(lease).await;
+                    anyhow::bail!(
+                        "node id {} is in use by a live broker at {}:{} (started at {} ms); give every broker its own --node-id",
+                        other.node.0,
+                        other.host,
+                        other.port,
+                        other.started_ms
+                    );
+                }
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "registering the broker failed; retrying");
+                }
+                Err(e) => return Err(e).context("register the broker"),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let live = catalog.live_brokers().await.context("list live brokers")?;
+        if let Some(other) = live.iter().find(|b| b.node != registration.node) {
+            let _ = catalog.store().revoke_lease(lease).await;
+            anyhow::bail!(
+                "broker {} at {}:{} is already serving this cluster; this version runs one broker per cluster (multi-broker partition leadership is not built yet)",
+                other.node.0,
+                other.host,
+                other.port
+            );
+        }
+        tracing::info!(
+            node = registration.node.0,
+            lease,
+            ttl_ms = settings.lease_ttl_ms,
+            "registered in the cluster"
+        );
+        let (live, _) = watch::channel(live);
+        Ok(Arc::new(Membership {
+            catalog,
+            registration,
+            ttl,
+            lease: AtomicI64::new(lease),
+            live,
+            renewed: std::sync::Mutex::new(Instant::now()),
+        }))
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.registration.node
+    }
+
+    pub fn lease(&self) -> LeaseId {
+        self.lease.load(Ordering::Acquire)
+    }
+
+    /// The live brokers as last read (this one included), by node id.
+    pub fn live(&self) -> Vec<BrokerRegistration> {
+        self.live.borrow().clone()
+    }
+
+    /// Whether the lease was confirmed alive within its TTL: the metadata store is reachable
+    /// and this broker is a member.
+    pub fn healthy(&self) -> bool {
+        self.renewed.lock().expect("renewed lock").elapsed() < self.ttl
+    }
+
+    /// Keeps the lease alive (every third of its TTL) and refreshes the live-broker list until
+    /// cancelled. A lease that expired anyway (the store was unreachable for a whole TTL) is
+    /// replaced by a new registration.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let period = (self.ttl / 3).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let lease = self.lease();
+            match self.catalog.store().keep_alive(lease).await {
+                Ok(()) => *self.renewed.lock().expect("renewed lock") = Instant::now(),
+                Err(silt_metadata::Error::LeaseNotFound(_)) => {
+                    tracing::error!(lease, "the broker's lease expired (metadata store unreachable for a whole TTL); registering again");
+                    if let Err(error) = self.reregister().await {
+                        tracing::warn!(%error, "registering again failed; retrying");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, lease, "keeping the broker's lease alive failed")
+                }
+            }
+            match self.catalog.live_brokers().await {
+                Ok(live) => {
+                    self.live.send_if_modified(|current| {
+                        let changed = *current != live;
+                        *current = live;
+                        changed
+                    });
+                }
+                Err(error) => tracing::debug!(%error, "listing live brokers failed"),
+            }
+        }
+    }
+
+    async fn reregister(&self) -> anyhow::Result<()> {
+        let lease = self.catalog.store().grant_lease(self.ttl).await?;
+        match self
+            .catalog
+            .register_broker(&self.registration, lease)
+            .await?
+        {
+            None => {
+                self.lease.store(lease, Ordering::Release);
+                *self.renewed.lock().expect("renewed lock") = Instant::now();
+                tracing::info!(lease, "registered again");
+                Ok(())
+            }
+            Some(other) => {
+                let _ = self.catalog.store().revoke_lease(lease).await;
+                anyhow::bail!(
+                    "node id {} was taken by a broker at {}:{} while this one's lease was lost",
+                    other.node.0,
+                    other.host,
+                    other.port
+                )
+            }
+        }
+    }
+
+    /// Leaves the cluster at once (revokes the lease, which deletes the registration).
+    pub async fn leave(&self) {
+        if let Err(error) = self.catalog.store().revoke_lease(self.lease()).await {
+            tracing::warn!(%error, "revoking the broker's lease failed; it expires by itself");
+        }
+    }
+}

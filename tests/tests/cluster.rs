@@ -1,0 +1,185 @@
+//! Silt on etcd (Debian's etcd-server) and an S3-compatible server (moto), with real clients:
+//! the broker's only state is etcd and the bucket, so its whole data directory can be wiped
+//! or replaced by another broker's; node ids are unique; readiness follows the metadata store.
+
+use silt_e2e::kafka::{by_partition, consume_all, create_topic, producer};
+use silt_e2e::{http_get, EtcdServer, S3Server, Silt};
+use std::time::{Duration, Instant};
+
+fn env<'a>(
+    s3: &'a S3Server,
+    etcd_url: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(String, String)> {
+    let mut all = s3.env("cluster");
+    all.push(("SILT_METADATA".into(), etcd_url.to_string()));
+    all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    all
+}
+
+fn start(all: &[(String, String)]) -> anyhow::Result<Silt> {
+    let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Silt::try_start_with_env(&refs)
+}
+
+async fn produce_acks_all(bootstrap: &str, topic: &str, partitions: i32, from: usize, n: usize) {
+    let producer = producer(
+        bootstrap,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
+    let mut pending = Vec::with_capacity(n);
+    for i in from..from + n {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        pending.push(
+            producer
+                .send_result(
+                    rdkafka::producer::FutureRecord::to(topic)
+                        .partition((i % partitions as usize) as i32)
+                        .key(&key)
+                        .payload(&value),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queued"),
+        );
+    }
+    for p in pending {
+        p.await.expect("delivered").expect("acked");
+    }
+}
+
+fn check(got: &[silt_e2e::kafka::Got], partitions: i32, n: usize) {
+    assert_eq!(got.len(), n, "every acknowledged record comes back");
+    for (p, records) in by_partition(got) {
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.offset, i as i64, "partition {p} in order from 0");
+            let index = i * partitions as usize + p as usize;
+            assert_eq!(r.key.as_deref(), Some(format!("key-{index}").as_bytes()));
+        }
+    }
+}
+
+fn wait(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {within:?} waiting for {what}");
+}
+
+/// kill -9, then the whole data directory (WAL, segments, cache, and no embedded metadata to
+/// lose) is deleted: the broker comes back from etcd and the bucket alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_on_etcd_survives_losing_its_whole_data_directory() {
+    let etcd = EtcdServer::start();
+    let s3 = S3Server::start();
+    let url = etcd.url("wipe");
+    let all = env(&s3, &url, &[]);
+    let mut silt = start(&all).expect("start");
+    let (partitions, n) = (3, 3_000);
+    create_topic(&silt.bootstrap(), "stateless", partitions, &[]).await;
+    produce_acks_all(&silt.bootstrap(), "stateless", partitions, 0, n).await;
+    silt.kill9();
+    std::fs::remove_dir_all(&silt.data_dir).expect("wipe the data dir");
+    silt.restart();
+    let got = consume_all(
+        &silt.bootstrap(),
+        "stateless",
+        partitions,
+        n,
+        Duration::from_secs(60),
+    );
+    check(&got, partitions, n);
+    // New records follow the old ones.
+    produce_acks_all(&silt.bootstrap(), "stateless", partitions, n, 30).await;
+    let got = consume_all(
+        &silt.bootstrap(),
+        "stateless",
+        partitions,
+        n + 30,
+        Duration::from_secs(60),
+    );
+    check(&got, partitions, n + 30);
+}
+
+/// A second broker with a live broker's node id is refused; so is a second broker in a cluster
+/// (one broker per cluster until multi-broker leadership is built). After the first stops
+/// cleanly (SIGTERM: flush, revoke the lease), a broker with another id and its own empty disk
+/// serves everything the first acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ids_are_unique_and_another_broker_takes_over_from_the_bucket() {
+    let etcd = EtcdServer::start();
+    let s3 = S3Server::start();
+    let url = etcd.url("unique");
+    let mut first = start(&env(&s3, &url, &[("SILT_NODE_ID", "1")])).expect("start");
+    let (partitions, n) = (2, 1_000);
+    create_topic(&first.bootstrap(), "handoff", partitions, &[]).await;
+    produce_acks_all(&first.bootstrap(), "handoff", partitions, 0, n).await;
+
+    let same_id = start(&env(&s3, &url, &[("SILT_NODE_ID", "1")]))
+        .err()
+        .expect("a second broker with node id 1 is refused");
+    assert!(
+        same_id
+            .to_string()
+            .contains("node id 1 is in use by a live broker"),
+        "{same_id:#}"
+    );
+    let second = start(&env(&s3, &url, &[("SILT_NODE_ID", "2")]))
+        .err()
+        .expect("a second broker in the cluster is refused");
+    assert!(
+        second.to_string().contains("already serving this cluster"),
+        "{second:#}"
+    );
+
+    assert!(
+        first.stop().is_some_and(|s| s.success()),
+        "clean exit on SIGTERM"
+    );
+    // The lease is revoked at exit, so the next broker starts at once (no TTL wait).
+    let started = Instant::now();
+    let next = start(&env(&s3, &url, &[("SILT_NODE_ID", "2")])).expect("start node 2");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let got = consume_all(
+        &next.bootstrap(),
+        "handoff",
+        partitions,
+        n,
+        Duration::from_secs(60),
+    );
+    check(&got, partitions, n);
+    produce_acks_all(&next.bootstrap(), "handoff", partitions, n, 10).await;
+}
+
+/// /readyz says whether the metadata store answers: it turns 503 within about a lease TTL of
+/// etcd going away and 200 again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_metadata_store() {
+    let mut etcd = EtcdServer::start();
+    let s3 = S3Server::start();
+    let url = etcd.url("ready");
+    let silt = start(&env(&s3, &url, &[])).expect("start");
+    let ready = || http_get(silt.admin_port, "/readyz").map(|(code, _)| code);
+    assert_eq!(ready(), Some(200));
+    etcd.kill();
+    wait(
+        "/readyz to report not ready",
+        Duration::from_secs(20),
+        || ready() == Some(503),
+    );
+    assert_eq!(
+        http_get(silt.admin_port, "/healthz").map(|(code, _)| code),
+        Some(200),
+        "the process stays alive"
+    );
+    etcd.restart();
+    wait(
+        "/readyz to report ready again",
+        Duration::from_secs(30),
+        || ready() == Some(200),
+    );
+}
