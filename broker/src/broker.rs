@@ -369,13 +369,7 @@ impl Broker {
     pub fn live_brokers(&self) -> Vec<silt_metadata::catalog::BrokerRegistration> {
         let mut live = self.membership.live();
         if !live.iter().any(|b| b.node == self.node_id) {
-            live.push(silt_metadata::catalog::BrokerRegistration {
-                node: self.node_id,
-                host: self.advertised_host.clone(),
-                port: self.advertised_port,
-                rack: self.config.cluster.rack.clone(),
-                started_ms: 0,
-            });
+            live.push(self.membership.registration().clone());
             live.sort_by_key(|b| b.node);
         }
         live

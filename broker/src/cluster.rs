@@ -13,7 +13,7 @@
 use crate::config::ClusterSettings;
 use anyhow::Context;
 use silt_metadata::catalog::{BrokerRegistration, Catalog};
-use silt_metadata::{LeaseId, NodeId};
+use silt_metadata::LeaseId;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,35 +40,28 @@ impl Membership {
         settings: &ClusterSettings,
     ) -> anyhow::Result<Arc<Membership>> {
         let ttl = Duration::from_millis(settings.lease_ttl_ms);
-        let lease = catalog
-            .store()
-            .grant_lease(ttl)
-            .await
-            .context("grant the broker's lease")?;
         let deadline = Instant::now() + ttl + Duration::from_secs(5);
-        loop {
-            match catalog.register_broker(&registration, lease).await {
-                Ok(None) => break,
-                Ok(Some(other)) if Instant::now() < deadline => {
+        // Bounded by the deadline: one attempt every 250 ms.
+        let lease = loop {
+            match register(&catalog, &registration, ttl).await {
+                Ok(Ok(lease)) => break lease,
+                Ok(Err(other)) if Instant::now() < deadline => {
                     tracing::info!(node = other.node.0, host = %other.host, port = other.port, "node id registered by a live broker (a previous run of this one?); waiting for its lease to expire");
                 }
-                Ok(Some(other)) => {
-                    let _ = catalog.store().revoke_lease(lease).await;
-                    anyhow::bail!(
-                        "node id {} is in use by a live broker at {}:{} (started at {} ms); give every broker its own --node-id",
-                        other.node.0,
-                        other.host,
-                        other.port,
-                        other.started_ms
-                    );
-                }
+                Ok(Err(other)) => anyhow::bail!(
+                    "node id {} is in use by a live broker at {}:{} (started at {} ms); give every broker its own --node-id",
+                    other.node.0,
+                    other.host,
+                    other.port,
+                    other.started_ms
+                ),
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tracing::warn!(error = %e, "registering the broker failed; retrying");
                 }
                 Err(e) => return Err(e).context("register the broker"),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        };
         let live = catalog.live_brokers().await.context("list live brokers")?;
         if let Some(other) = live.iter().find(|b| b.node != registration.node) {
             let _ = catalog.store().revoke_lease(lease).await;
@@ -96,8 +89,9 @@ impl Membership {
         }))
     }
 
-    pub fn node(&self) -> NodeId {
-        self.registration.node
+    /// This broker's registration.
+    pub fn registration(&self) -> &BrokerRegistration {
+        &self.registration
     }
 
     pub fn lease(&self) -> LeaseId {
@@ -154,27 +148,19 @@ impl Membership {
     }
 
     async fn reregister(&self) -> anyhow::Result<()> {
-        let lease = self.catalog.store().grant_lease(self.ttl).await?;
-        match self
-            .catalog
-            .register_broker(&self.registration, lease)
-            .await?
-        {
-            None => {
+        match register(&self.catalog, &self.registration, self.ttl).await? {
+            Ok(lease) => {
                 self.lease.store(lease, Ordering::Release);
                 *self.renewed.lock().expect("renewed lock") = Instant::now();
                 tracing::info!(lease, "registered again");
                 Ok(())
             }
-            Some(other) => {
-                let _ = self.catalog.store().revoke_lease(lease).await;
-                anyhow::bail!(
-                    "node id {} was taken by a broker at {}:{} while this one's lease was lost",
-                    other.node.0,
-                    other.host,
-                    other.port
-                )
-            }
+            Err(other) => anyhow::bail!(
+                "node id {} was taken by a broker at {}:{} while this one's lease was lost",
+                other.node.0,
+                other.host,
+                other.port
+            ),
         }
     }
 
@@ -182,6 +168,27 @@ impl Membership {
     pub async fn leave(&self) {
         if let Err(error) = self.catalog.store().revoke_lease(self.lease()).await {
             tracing::warn!(%error, "revoking the broker's lease failed; it expires by itself");
+        }
+    }
+}
+
+/// One registration attempt under a new lease: `Ok(lease)`, or the live broker holding the
+/// node id (the new lease is revoked then).
+async fn register(
+    catalog: &Catalog,
+    registration: &BrokerRegistration,
+    ttl: Duration,
+) -> silt_metadata::Result<Result<LeaseId, BrokerRegistration>> {
+    let lease = catalog.store().grant_lease(ttl).await?;
+    match catalog.register_broker(registration, lease).await {
+        Ok(None) => Ok(Ok(lease)),
+        Ok(Some(other)) => {
+            let _ = catalog.store().revoke_lease(lease).await;
+            Ok(Err(other))
+        }
+        Err(e) => {
+            let _ = catalog.store().revoke_lease(lease).await;
+            Err(e)
         }
     }
 }

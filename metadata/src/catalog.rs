@@ -646,7 +646,7 @@ impl Catalog {
                 CONTROLLER_KEY,
                 encode(CONTROLLER_KEY, &controller)?,
             ));
-            let mut losers: BTreeMap<i32, ()> = BTreeMap::new();
+            let mut losers = std::collections::BTreeSet::new();
             for change in chunk {
                 let current = &change.partition;
                 let key = partition_key(current.topic_id, current.partition);
@@ -657,11 +657,11 @@ impl Catalog {
                     .when(Compare::mod_revision(&key, current.mod_revision))
                     .then(Op::put(&key, encode(&key, &next)?));
                 if current.record.leader != change.leader {
-                    losers.insert(current.record.leader.0, ());
+                    losers.insert(current.record.leader);
                 }
             }
-            for loser in losers.keys() {
-                let key = Self::assignment_key(NodeId(*loser));
+            for loser in losers {
+                let key = Self::assignment_key(loser);
                 let (value, compare) = match self.store.get(&key).await? {
                     Some(kv) => (
                         decode::<u64>(&key, &kv.value)? + 1,

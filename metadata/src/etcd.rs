@@ -239,11 +239,15 @@ impl MetadataStore for EtcdMetadataStore {
             .txn(etcd::Txn::new().when(compares).and_then(ops))
             .await
             .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("lease not found") {
-                    Error::LeaseNotFound(0)
-                } else {
-                    Error::Unavailable(format!("transaction outcome unknown: {text}"))
+                match txn.ops.iter().find_map(|op| match op {
+                    Op::Put { lease, .. } => *lease,
+                    _ => None,
+                }) {
+                    // etcd refuses the whole transaction: nothing was applied.
+                    Some(lease) if e.to_string().contains("lease not found") => {
+                        Error::LeaseNotFound(lease)
+                    }
+                    _ => Error::Unavailable(format!("transaction outcome unknown: {e}")),
                 }
             })?;
         Ok(TxnResponse {

@@ -149,10 +149,7 @@ impl Silt {
 
     /// SIGKILL, then wait for the process to be gone.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// SIGTERM and wait (bounded) for a clean exit; SIGKILL if it does not come.
@@ -183,6 +180,14 @@ impl Silt {
 impl Drop for Silt {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// SIGKILL a child process (if running) and reap it.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -293,10 +298,7 @@ impl S3Server {
 
     /// SIGKILL: the store becomes unreachable (connections refused).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts again on the same port, with an empty bucket of the same name.
@@ -459,15 +461,8 @@ impl EtcdServer {
         format!("etcd://127.0.0.1:{}/{namespace}", self.port)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts again on the same ports and data directory.
@@ -671,6 +666,49 @@ pub mod kafka {
     }
 
     /// Records grouped by partition, in consumption order.
+    /// Produces records `range`: record `i` goes to partition `i % partitions` with key
+    /// `key-{i}` and a value of 8 to 200-odd bytes; waits until every one is acknowledged.
+    pub async fn produce_keyed(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        range: std::ops::Range<usize>,
+        extra: &[(&str, &str)],
+    ) {
+        let producer = producer(bootstrap, extra);
+        let mut pending = Vec::with_capacity(range.len());
+        for i in range {
+            let key = format!("key-{i}");
+            let value = format!("value-{i}-{}", "x".repeat(i % 200));
+            let queued = producer
+                .send_result(
+                    rdkafka::producer::FutureRecord::to(topic)
+                        .partition((i % partitions as usize) as i32)
+                        .key(&key)
+                        .payload(&value),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queued");
+            pending.push(queued);
+        }
+        for p in pending {
+            p.await.expect("delivered").expect("acked");
+        }
+    }
+
+    /// Checks that `got` is exactly records `0..n` of [`produce_keyed`]: every partition in
+    /// order from offset 0, each record's key where the round-robin put it.
+    pub fn check_keyed(got: &[Got], partitions: i32, n: usize) {
+        assert_eq!(got.len(), n, "every record comes back");
+        for (p, records) in by_partition(got) {
+            for (i, r) in records.iter().enumerate() {
+                assert_eq!(r.offset, i as i64, "partition {p} in order from 0");
+                let index = i * partitions as usize + p as usize;
+                assert_eq!(r.key.as_deref(), Some(format!("key-{index}").as_bytes()));
+            }
+        }
+    }
+
     pub fn by_partition(records: &[Got]) -> BTreeMap<i32, Vec<&Got>> {
         let mut map: BTreeMap<i32, Vec<&Got>> = BTreeMap::new();
         for r in records {

@@ -2,7 +2,7 @@
 //! the broker's only state is etcd and the bucket, so its whole data directory can be wiped
 //! or replaced by another broker's; node ids are unique; readiness follows the metadata store.
 
-use silt_e2e::kafka::{by_partition, consume_all, create_topic, producer};
+use silt_e2e::kafka::{check_keyed, consume_all, create_topic, produce_keyed};
 use silt_e2e::{http_get, EtcdServer, S3Server, Silt};
 use std::time::{Duration, Instant};
 
@@ -23,40 +23,8 @@ fn start(all: &[(String, String)]) -> anyhow::Result<Silt> {
 }
 
 async fn produce_acks_all(bootstrap: &str, topic: &str, partitions: i32, from: usize, n: usize) {
-    let producer = producer(
-        bootstrap,
-        &[("acks", "all"), ("enable.idempotence", "true")],
-    );
-    let mut pending = Vec::with_capacity(n);
-    for i in from..from + n {
-        let key = format!("key-{i}");
-        let value = format!("value-{i}");
-        pending.push(
-            producer
-                .send_result(
-                    rdkafka::producer::FutureRecord::to(topic)
-                        .partition((i % partitions as usize) as i32)
-                        .key(&key)
-                        .payload(&value),
-                )
-                .map_err(|(e, _)| e)
-                .expect("queued"),
-        );
-    }
-    for p in pending {
-        p.await.expect("delivered").expect("acked");
-    }
-}
-
-fn check(got: &[silt_e2e::kafka::Got], partitions: i32, n: usize) {
-    assert_eq!(got.len(), n, "every acknowledged record comes back");
-    for (p, records) in by_partition(got) {
-        for (i, r) in records.iter().enumerate() {
-            assert_eq!(r.offset, i as i64, "partition {p} in order from 0");
-            let index = i * partitions as usize + p as usize;
-            assert_eq!(r.key.as_deref(), Some(format!("key-{index}").as_bytes()));
-        }
-    }
+    let settings = [("acks", "all"), ("enable.idempotence", "true")];
+    produce_keyed(bootstrap, topic, partitions, from..from + n, &settings).await;
 }
 
 fn wait(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -92,7 +60,7 @@ async fn a_broker_on_etcd_survives_losing_its_whole_data_directory() {
         n,
         Duration::from_secs(60),
     );
-    check(&got, partitions, n);
+    check_keyed(&got, partitions, n);
     // New records follow the old ones.
     produce_acks_all(&silt.bootstrap(), "stateless", partitions, n, 30).await;
     let got = consume_all(
@@ -102,7 +70,7 @@ async fn a_broker_on_etcd_survives_losing_its_whole_data_directory() {
         n + 30,
         Duration::from_secs(60),
     );
-    check(&got, partitions, n + 30);
+    check_keyed(&got, partitions, n + 30);
 }
 
 /// A second broker with a live broker's node id is refused; so is a second broker in a cluster
@@ -151,7 +119,7 @@ async fn node_ids_are_unique_and_another_broker_takes_over_from_the_bucket() {
         n,
         Duration::from_secs(60),
     );
-    check(&got, partitions, n);
+    check_keyed(&got, partitions, n);
     produce_acks_all(&next.bootstrap(), "handoff", partitions, n, 10).await;
 }
 

@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
-use silt_e2e::kafka::{by_partition, consume_all, consumer, create_topic, producer};
+use silt_e2e::kafka::{check_keyed, consume_all, consumer, create_topic, produce_keyed, producer};
 use silt_e2e::records::{self, BatchSpec};
 use silt_e2e::{raw, run, silt_bin, S3Server, Silt};
 use std::collections::BTreeMap;
@@ -68,43 +68,12 @@ fn local_segments(silt: &Silt) -> usize {
 async fn produce_all(bootstrap: &str, topic: &str, partitions: i32, n: usize, acks: &str) {
     // Uncompressed, so that segment sizes (and how many roll) do not depend on batching.
     // Small batches, so that segments roll near segment.bytes rather than one batch each.
-    let producer = producer(
-        bootstrap,
-        &[
-            ("acks", acks),
-            ("compression.type", "none"),
-            ("batch.size", "16384"),
-        ],
-    );
-    let mut pending = Vec::with_capacity(n);
-    for i in 0..n {
-        let key = format!("key-{i}");
-        let value = format!("value-{i}-{}", "x".repeat(i % 200));
-        let queued = producer
-            .send_result(
-                FutureRecord::to(topic)
-                    .partition((i % partitions as usize) as i32)
-                    .key(&key)
-                    .payload(&value),
-            )
-            .map_err(|(e, _)| e)
-            .expect("queued");
-        pending.push(queued);
-    }
-    for p in pending {
-        p.await.expect("delivered").expect("acked");
-    }
-}
-
-fn check_all(got: &[silt_e2e::kafka::Got], partitions: i32, n: usize) {
-    assert_eq!(got.len(), n, "every record comes back");
-    for (p, records) in by_partition(got) {
-        for (i, r) in records.iter().enumerate() {
-            assert_eq!(r.offset, i as i64, "partition {p} in order from 0");
-            let index = i * partitions as usize + p as usize;
-            assert_eq!(r.key.as_deref(), Some(format!("key-{index}").as_bytes()));
-        }
-    }
+    let settings = [
+        ("acks", acks),
+        ("compression.type", "none"),
+        ("batch.size", "16384"),
+    ];
+    produce_keyed(bootstrap, topic, partitions, 0..n, &settings).await;
 }
 
 /// Runs `silt read` on the bucket under `prefix`: (success, stdout, stderr).
@@ -226,7 +195,7 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
         n,
         Duration::from_secs(60),
     );
-    check_all(&got, partitions, n);
+    check_keyed(&got, partitions, n);
     let misses = metric(&silt, "silt_tiering_cache_misses_total");
     assert!(
         misses > 0.0,
@@ -414,7 +383,7 @@ async fn restart_with_wal_segments_and_cache_deleted_reads_everything_recorded()
         n,
         Duration::from_secs(60),
     );
-    check_all(&got, partitions, n);
+    check_keyed(&got, partitions, n);
     // And it keeps working: new records follow the old ones.
     produce_all(&silt.bootstrap(), "wiped", partitions, 30, "all").await;
     let consumer = consumer(&silt.bootstrap());
