@@ -44,8 +44,13 @@ pub struct Broker {
     /// This broker's registration and the live brokers.
     pub membership: Arc<crate::cluster::Membership>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Serializes topic creation and deletion on this broker.
+    /// Serializes topic creation and deletion on this broker (and following other brokers'
+    /// changes to topics).
     admin: tokio::sync::Mutex<()>,
+    /// Wakes the leadership loop (a topic was created here: its partitions wait for takeover).
+    pub(crate) leadership_wake: tokio::sync::Notify,
+    /// The live brokers that group placement last settled on (see [`crate::leadership`]).
+    pub(crate) group_view: RwLock<Vec<silt_metadata::catalog::BrokerRegistration>>,
     /// Producer ids claimed from the catalog and not yet handed out.
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     logs_dir: PathBuf,
@@ -147,6 +152,7 @@ impl Broker {
             &config.cluster,
         )
         .await?;
+        let clustered = config.clustered();
         let logs_dir = config.data_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)
             .with_context(|| format!("create {}", logs_dir.display()))?;
@@ -171,6 +177,8 @@ impl Broker {
                 let partition =
                     open_partition(&logs_dir, &tier, &record, p, config_resolved.clone())
                         .with_context(|| format!("open partition {}-{index}", record.name))?;
+                // In a cluster a partition is served only after its takeover.
+                partition.set_leading(!clustered);
                 partitions.push(partition);
             }
             let topic = Arc::new(Topic {
@@ -183,12 +191,19 @@ impl Broker {
         }
         remove_orphaned_logs(&logs_dir, &by_id);
 
-        // 2. The WAL holds what segments may have lost; replay it over them.
+        // 2. The WAL holds what segments may have lost; replay it over them. (In a cluster,
+        // data never recorded in the bucket is not kept across a restart: another broker may
+        // have led the partition meanwhile. Takeover rebuilds each partition from the bucket.)
         let wal_dir = config.data_dir.join("wal");
         let mut storage = FileWalStorage::open(&wal_dir)
             .with_context(|| format!("open WAL in {}", wal_dir.display()))?;
         let mut replayed = 0usize;
-        for seq in storage.files().context("list WAL files")? {
+        let replay_files = if clustered {
+            Vec::new()
+        } else {
+            storage.files().context("list WAL files")?
+        };
+        for seq in replay_files {
             let bytes = storage.read(seq).context("read WAL")?;
             let (records, intact) = decode_file(&bytes);
             if intact < bytes.len() {
@@ -220,32 +235,37 @@ impl Broker {
         }
         // The bucket may hold what the local disk lost (or never had): the manifest and the
         // recorded tail. Local data past the recorded end is uploaded again.
-        let commits = catalog
-            .commit_records()
-            .await
-            .context("read commit records")?;
         let mut unrecorded = Vec::new();
-        for topic in topics.values() {
-            for p in &topic.partitions {
-                let (from, to) = tier
-                    .recover(p, &p.record(), &commits)
-                    .await
-                    .with_context(|| format!("recover {}-{} from the bucket", p.topic, p.index))?;
-                unrecorded.push((p.clone(), from, to));
+        if !clustered {
+            let commits = catalog
+                .commit_records()
+                .await
+                .context("read commit records")?;
+            for topic in topics.values() {
+                for p in &topic.partitions {
+                    let (from, to) = tier
+                        .recover(p, &p.record(), &commits, true)
+                        .await
+                        .with_context(|| {
+                            format!("recover {}-{} from the bucket", p.topic, p.index)
+                        })?;
+                    unrecorded.push((p.clone(), from, to));
+                }
             }
-        }
-        // Producer state: the newest snapshot plus the batches after it.
-        for topic in topics.values() {
-            for p in &topic.partitions {
-                p.load_producers()
-                    .with_context(|| format!("load producer state of {}-{}", p.topic, p.index))?;
+            // Producer state: the newest snapshot plus the batches after it.
+            for topic in topics.values() {
+                for p in &topic.partitions {
+                    p.load_producers().with_context(|| {
+                        format!("load producer state of {}-{}", p.topic, p.index)
+                    })?;
+                }
             }
-        }
-        // Make every segment durable (reopened ones too: their tails may still be only in the
-        // page cache of a process that was killed), then start a fresh WAL file.
-        for topic in topics.values() {
-            for p in &topic.partitions {
-                p.sync()?;
+            // Make every segment durable (reopened ones too: their tails may still be only in
+            // the page cache of a process that was killed), then start a fresh WAL file.
+            for topic in topics.values() {
+                for p in &topic.partitions {
+                    p.sync()?;
+                }
             }
         }
         let fresh = storage.rotate().context("rotate WAL")?;
@@ -259,9 +279,10 @@ impl Broker {
             })),
         );
 
-        // 3. A restarted leader starts a new leader epoch for each of its partitions.
+        // 3. A restarted leader starts a new leader epoch for each of its partitions. (In a
+        // cluster, takeover does, partition by partition.)
         let mut bumps: Vec<(VersionedPartition, _)> = Vec::new();
-        for topic in topics.values() {
+        for topic in topics.values().filter(|_| !clustered) {
             for (stored, p) in catalog
                 .partitions(topic.record.id)
                 .await?
@@ -316,13 +337,153 @@ impl Broker {
             advertised_port,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
+            leadership_wake: tokio::sync::Notify::new(),
+            group_view: RwLock::new(Vec::new()),
             producer_ids: tokio::sync::Mutex::new(0..0),
             logs_dir,
             descriptor_seq: Arc::default(),
         });
+        if clustered {
+            let weak = Arc::downgrade(&broker);
+            broker.groups.set_placement(Arc::new(move |g: &str| {
+                weak.upgrade().is_none_or(|b| b.coordinates(g))
+            }));
+            // A lost lease means another broker may lead any of these partitions by now: stop
+            // serving them before registering again (takeover brings back those still ours).
+            let weak = Arc::downgrade(&broker);
+            broker.membership.on_lease_lost(Box::new(move || {
+                if let Some(b) = weak.upgrade() {
+                    for p in b.all_partitions() {
+                        p.set_leading(false);
+                    }
+                    b.tier.notify_recorded();
+                }
+            }));
+            let live = broker.membership.live();
+            let me = node_id;
+            broker.groups.give_up_unowned(|g| {
+                crate::leadership::coordinator_for(g, &live).is_none_or(|b| b.node == me)
+            });
+            *broker.group_view.write().expect("group view lock") = live;
+        }
         broker.all_partitions();
         broker.publish_descriptor();
         Ok(broker)
+    }
+
+    /// Whether other brokers share this broker's metadata store (partitions are led by
+    /// whichever broker their records name; see [`crate::leadership`]).
+    pub fn clustered(&self) -> bool {
+        self.config.clustered()
+    }
+
+    /// The broker that coordinates `group` (FindCoordinator's answer); `None` while no broker
+    /// is known to be live.
+    pub fn group_coordinator(
+        &self,
+        group: &str,
+    ) -> Option<silt_metadata::catalog::BrokerRegistration> {
+        if !self.clustered() {
+            return Some(self.membership.registration().clone());
+        }
+        let view = self.group_view.read().expect("group view lock");
+        crate::leadership::coordinator_for(group, &view).cloned()
+    }
+
+    /// Whether this broker answers for `group` now: placement settled on it, and the live
+    /// brokers as last read agree (a group about to move is refused before it moves).
+    pub fn coordinates(&self, group: &str) -> bool {
+        if !self.clustered() {
+            return true;
+        }
+        if !self.membership.healthy() {
+            // Cut off from the store: another broker may coordinate the group by now.
+            return false;
+        }
+        let live = self.membership.live();
+        self.group_coordinator(group)
+            .is_some_and(|b| b.node == self.node_id)
+            && crate::leadership::coordinator_for(group, &live)
+                .is_none_or(|b| b.node == self.node_id)
+    }
+
+    /// Brings the local topics in line with the catalog's `records` (topics created, altered,
+    /// grown or deleted through other brokers). New partitions are not led until taken over.
+    pub(crate) async fn sync_topics(&self, records: &[TopicRecord]) -> anyhow::Result<()> {
+        let _admin = self.admin.lock().await;
+        let mut changed = false;
+        let known: std::collections::HashSet<TopicId> = records.iter().map(|r| r.id).collect();
+        let gone: Vec<Arc<Topic>> = self
+            .topics()
+            .into_iter()
+            .filter(|t| !known.contains(&t.record.id))
+            .collect();
+        for topic in gone {
+            self.remove_local_topic(&topic);
+            changed = true;
+            tracing::info!(topic = %topic.record.name, "removed a topic deleted through another broker");
+        }
+        for record in records {
+            let existing = self.topic(&record.name);
+            if existing.as_ref().is_some_and(|t| t.record == *record) {
+                continue;
+            }
+            let config = Arc::new(TopicConfig::resolve(&self.config.log, &record.configs));
+            let mut partitions = match &existing {
+                Some(t) if t.record.id == record.id => {
+                    for p in &t.partitions {
+                        p.set_config(config.clone());
+                    }
+                    t.partitions.clone()
+                }
+                Some(t) => {
+                    // Deleted and created again elsewhere under the same name.
+                    self.remove_local_topic(t);
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            let stored = self.catalog.partitions(record.id).await?;
+            let have = partitions.len();
+            // Records past the count belong to a growth still being written.
+            for v in stored
+                .into_iter()
+                .filter(|v| v.partition as usize >= have && v.partition < record.partitions)
+            {
+                let p = open_partition(&self.logs_dir, &self.tier, record, v, config.clone())?;
+                p.set_leading(false);
+                partitions.push(p);
+            }
+            tracing::info!(topic = %record.name, partitions = partitions.len(), "following a topic created or changed through another broker");
+            self.topics.write().expect("topics lock").insert(
+                record.name.clone(),
+                Arc::new(Topic {
+                    record: record.clone(),
+                    config,
+                    partitions,
+                }),
+            );
+            changed = true;
+        }
+        if changed {
+            self.all_partitions();
+        }
+        Ok(())
+    }
+
+    /// Forgets a topic locally and removes its files (the catalog no longer has it).
+    fn remove_local_topic(&self, topic: &Topic) {
+        self.topics
+            .write()
+            .expect("topics lock")
+            .remove(&topic.record.name);
+        for p in &topic.partitions {
+            if let Err(error) = p.delete() {
+                tracing::warn!(topic = %topic.record.name, %error, "removing deleted partition's files failed");
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.logs_dir.join(topic.record.id.to_string()));
+        self.tier.notify_recorded();
     }
 
     /// Writes the bucket's cluster descriptor (topic names, ids, configs) in the background,
@@ -452,7 +613,8 @@ impl Broker {
                 partitions: Vec::new(),
             }));
         }
-        match self.catalog.create_topic(&record, self.node_id).await {
+        let leaders = self.leaders_for_new_partitions();
+        match self.catalog.create_topic(&record, &leaders).await {
             Ok(()) => {}
             Err(silt_metadata::Error::TopicExists(n)) => return Err(CreateTopicError::Exists(n)),
             Err(e) => return Err(CreateTopicError::Internal(e.to_string())),
@@ -466,6 +628,7 @@ impl Broker {
         for p in stored {
             let partition = open_partition(&self.logs_dir, &self.tier, &record, p, config.clone())
                 .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
+            partition.set_leading(!self.clustered());
             parts.push(partition);
         }
         let topic = Arc::new(Topic {
@@ -479,6 +642,7 @@ impl Broker {
             .insert(name.to_string(), topic.clone());
         self.all_partitions();
         self.publish_descriptor();
+        self.leadership_wake.notify_one();
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -509,7 +673,7 @@ impl Broker {
                     configs: configs.clone(),
                     ..t.clone()
                 },
-                self.node_id,
+                &[self.node_id],
             )
             .await
             .map_err(|e| AdminError::Internal(e.to_string()))?;
@@ -559,7 +723,7 @@ impl Broker {
                     partitions: count,
                     ..t.clone()
                 },
-                self.node_id,
+                &self.leaders_for_new_partitions(),
             )
             .await
             .map_err(|e| AdminError::Internal(e.to_string()))?;
@@ -573,8 +737,10 @@ impl Broker {
             let partition =
                 open_partition(&self.logs_dir, &self.tier, &record, p, topic.config.clone())
                     .map_err(|e| AdminError::Internal(e.to_string()))?;
+            partition.set_leading(!self.clustered());
             partitions.push(partition);
         }
+        self.leadership_wake.notify_one();
         self.replace_topic(Topic {
             record,
             config: topic.config.clone(),
@@ -587,6 +753,24 @@ impl Broker {
             "created partitions"
         );
         Ok(())
+    }
+
+    /// Who leads new partitions: this broker alone, or in a cluster the live brokers in turn,
+    /// the least-loaded first (the controller evens out the rest).
+    fn leaders_for_new_partitions(&self) -> Vec<NodeId> {
+        if !self.clustered() {
+            return vec![self.node_id];
+        }
+        let mut load: BTreeMap<NodeId, usize> =
+            self.live_brokers().iter().map(|b| (b.node, 0)).collect();
+        for p in self.all_partitions() {
+            if let Some(n) = load.get_mut(&p.record().leader) {
+                *n += 1;
+            }
+        }
+        let mut nodes: Vec<(usize, NodeId)> = load.into_iter().map(|(n, l)| (l, n)).collect();
+        nodes.sort();
+        nodes.into_iter().map(|(_, n)| n).collect()
     }
 
     fn replace_topic(&self, topic: Topic) {
@@ -632,7 +816,7 @@ impl Broker {
     }
 
     /// Every partition (also refreshes the partitions-led gauge).
-    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let all: Vec<Arc<Partition>> = self
             .topics
             .read()
@@ -673,6 +857,9 @@ impl Broker {
         let membership = tokio::spawn(self.membership.clone().run(membership_stop.clone()));
         // Archiving waits on the object store; it runs apart so checkpoints never wait on it.
         let archiver = tokio::spawn(self.clone().run_archiver(cancel.clone()));
+        let leadership = self
+            .clustered()
+            .then(|| tokio::spawn(crate::leadership::run(self.clone(), cancel.clone())));
         let checkpoint_every =
             Duration::from_millis(self.config.wal.checkpoint_interval_ms.max(100));
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(200));
@@ -693,6 +880,9 @@ impl Broker {
             }
         }
         let _ = archiver.await;
+        if let Some(leadership) = leadership {
+            let _ = leadership.await;
+        }
         // Let queued data reach the bucket before the uploader stops (bounded).
         if !self.tier.flush(Duration::from_secs(10)).await {
             tracing::warn!(
@@ -724,6 +914,9 @@ impl Broker {
                 if cancel.is_cancelled() {
                     return;
                 }
+                if !p.leading() {
+                    continue;
+                }
                 if let Err(error) = self.tier.archive(&p).await {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = format!("{error:#}"), "archiving failed; retrying next round");
                 }
@@ -731,10 +924,17 @@ impl Broker {
             self.tier.sweep_graveyard().await;
             if last_gc.elapsed() >= gc_every {
                 let broker = self.clone();
+                // Partitions led elsewhere: the manifest end their record names.
                 let archived_end = move |topic: TopicId, index: i32| {
-                    broker
-                        .topic_by_id(topic.0)
-                        .and_then(|t| t.partition(index).map(|p| p.manifest().end().0))
+                    broker.topic_by_id(topic.0).and_then(|t| {
+                        t.partition(index).map(|p| {
+                            if p.leading() {
+                                p.manifest().end().0
+                            } else {
+                                p.record().manifest_end.0
+                            }
+                        })
+                    })
                 };
                 if let Err(error) = self.tier.collect_garbage(archived_end).await {
                     tracing::warn!(

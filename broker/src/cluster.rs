@@ -6,9 +6,7 @@
 //! `cluster.lease_ttl_ms`) and the registration disappears; when it stops cleanly it revokes
 //! the lease at once.
 //!
-//! This version runs one broker per cluster: partition leadership across several brokers (the
-//! controller, takeover and fencing) is not built yet, so a broker that finds another live
-//! broker in its cluster refuses to start rather than serve partitions another broker serves.
+//! Partition leadership across the live brokers is in [`crate::leadership`].
 
 use crate::config::ClusterSettings;
 use anyhow::Context;
@@ -26,8 +24,11 @@ pub struct Membership {
     ttl: Duration,
     lease: AtomicI64,
     live: watch::Sender<Vec<BrokerRegistration>>,
-    /// When the lease was last confirmed alive (for readiness).
+    /// When the last keep-alive that succeeded was sent (the lease lives at least a TTL from
+    /// then): readiness, and whether this broker may still serve as a leader.
     renewed: std::sync::Mutex<Instant>,
+    /// Called when the lease turned out to have expired, before registering again.
+    lease_lost: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Membership {
@@ -42,9 +43,10 @@ impl Membership {
         let ttl = Duration::from_millis(settings.lease_ttl_ms);
         let deadline = Instant::now() + ttl + Duration::from_secs(5);
         // Bounded by the deadline: one attempt every 250 ms.
-        let lease = loop {
+        let (lease, started) = loop {
+            let started = Instant::now();
             match register(&catalog, &registration, ttl).await {
-                Ok(Ok(lease)) => break lease,
+                Ok(Ok(lease)) => break (lease, started),
                 Ok(Err(other)) if Instant::now() < deadline => {
                     tracing::info!(node = other.node.0, host = %other.host, port = other.port, "node id registered by a live broker (a previous run of this one?); waiting for its lease to expire");
                 }
@@ -63,15 +65,6 @@ impl Membership {
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let live = catalog.live_brokers().await.context("list live brokers")?;
-        if let Some(other) = live.iter().find(|b| b.node != registration.node) {
-            let _ = catalog.store().revoke_lease(lease).await;
-            anyhow::bail!(
-                "broker {} at {}:{} is already serving this cluster; this version runs one broker per cluster (multi-broker partition leadership is not built yet)",
-                other.node.0,
-                other.host,
-                other.port
-            );
-        }
         tracing::info!(
             node = registration.node.0,
             lease,
@@ -85,7 +78,8 @@ impl Membership {
             ttl,
             lease: AtomicI64::new(lease),
             live,
-            renewed: std::sync::Mutex::new(Instant::now()),
+            renewed: std::sync::Mutex::new(started),
+            lease_lost: std::sync::OnceLock::new(),
         }))
     }
 
@@ -103,8 +97,30 @@ impl Membership {
         self.live.borrow().clone()
     }
 
+    /// Changes whenever the live-broker list does.
+    pub fn subscribe_live(&self) -> watch::Receiver<Vec<BrokerRegistration>> {
+        self.live.subscribe()
+    }
+
+    /// Reads the live brokers now (the controller plans with a fresh list).
+    pub async fn refresh_live(&self) -> silt_metadata::Result<Vec<BrokerRegistration>> {
+        let live = self.catalog.live_brokers().await?;
+        self.live.send_if_modified(|current| {
+            let changed = *current != live;
+            *current = live.clone();
+            changed
+        });
+        Ok(live)
+    }
+
+    /// Sets what to do when the lease is found expired (stop leading anything), before this
+    /// broker registers again.
+    pub fn on_lease_lost(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.lease_lost.set(f);
+    }
+
     /// Whether the lease was confirmed alive within its TTL: the metadata store is reachable
-    /// and this broker is a member.
+    /// and this broker is a member. A leader that is not healthy acknowledges nothing.
     pub fn healthy(&self) -> bool {
         self.renewed.lock().expect("renewed lock").elapsed() < self.ttl
     }
@@ -122,10 +138,14 @@ impl Membership {
                 _ = tick.tick() => {}
             }
             let lease = self.lease();
+            let sent = Instant::now();
             match self.catalog.store().keep_alive(lease).await {
-                Ok(()) => *self.renewed.lock().expect("renewed lock") = Instant::now(),
+                Ok(()) => *self.renewed.lock().expect("renewed lock") = sent,
                 Err(silt_metadata::Error::LeaseNotFound(_)) => {
-                    tracing::error!(lease, "the broker's lease expired (metadata store unreachable for a whole TTL); registering again");
+                    tracing::error!(lease, "the broker's lease expired (metadata store unreachable, or this process paused, for a whole TTL); stepping down and registering again");
+                    if let Some(f) = self.lease_lost.get() {
+                        f();
+                    }
                     if let Err(error) = self.reregister().await {
                         tracing::warn!(%error, "registering again failed; retrying");
                     }
@@ -134,24 +154,18 @@ impl Membership {
                     tracing::warn!(%error, lease, "keeping the broker's lease alive failed")
                 }
             }
-            match self.catalog.live_brokers().await {
-                Ok(live) => {
-                    self.live.send_if_modified(|current| {
-                        let changed = *current != live;
-                        *current = live;
-                        changed
-                    });
-                }
-                Err(error) => tracing::debug!(%error, "listing live brokers failed"),
+            if let Err(error) = self.refresh_live().await {
+                tracing::debug!(%error, "listing live brokers failed");
             }
         }
     }
 
     async fn reregister(&self) -> anyhow::Result<()> {
+        let sent = Instant::now();
         match register(&self.catalog, &self.registration, self.ttl).await? {
             Ok(lease) => {
                 self.lease.store(lease, Ordering::Release);
-                *self.renewed.lock().expect("renewed lock") = Instant::now();
+                *self.renewed.lock().expect("renewed lock") = sent;
                 tracing::info!(lease, "registered again");
                 Ok(())
             }

@@ -242,6 +242,11 @@ impl Config {
     }
 
     /// Checks what serde cannot.
+    /// Whether the metadata store is shared with other brokers (etcd), not embedded.
+    pub fn clustered(&self) -> bool {
+        self.metadata != "embedded"
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.node_id >= 0, "node_id must be non-negative");
         let t = &self.tiering;

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod group;
+pub mod leadership;
 pub mod log;
 pub mod metrics;
 pub mod server;

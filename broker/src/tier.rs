@@ -232,13 +232,67 @@ impl Tier {
         self.recorded.subscribe()
     }
 
+    /// Fences this broker's own commits in flight (before it takes over partitions it may have
+    /// led earlier in this run): they fail and are re-committed only for partitions still led.
+    pub async fn fence_own_commits(&self) -> silt_metadata::Result<()> {
+        let version = self.catalog.bump_assignment_version(self.node).await?;
+        self.assignment.fetch_max(version, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Wakes everything waiting on recorded prefixes (to re-check, e.g. after leadership moved).
+    pub fn notify_recorded(&self) {
+        self.recorded.send_modify(|v| *v += 1);
+    }
+
+    /// After a fenced commit: the current assignment version (read first, so that any move
+    /// after this read fails the next commit again) and the extents whose partitions this
+    /// broker still leads in the extent's epoch.
+    async fn still_led(
+        &self,
+        extents: &[WalExtent],
+        partitions: &HashMap<(TopicId, i32), Arc<Partition>>,
+    ) -> silt_metadata::Result<(u64, Vec<WalExtent>)> {
+        let assignment = self.catalog.assignment_version(self.node).await?;
+        let mut led = HashMap::new();
+        let mut kept = Vec::new();
+        for e in extents {
+            let key = (e.topic_id, e.partition);
+            let epoch = match led.get(&key) {
+                Some(epoch) => *epoch,
+                None => {
+                    let epoch = self
+                        .catalog
+                        .partition(e.topic_id, e.partition)
+                        .await?
+                        .filter(|v| v.record.leader == self.node)
+                        .map(|v| v.record.leader_epoch);
+                    led.insert(key, epoch);
+                    epoch
+                }
+            };
+            // Led here too: a takeover by this very broker steps the partition down before it
+            // fences its own commits, so a partition being taken over again is never kept.
+            let here = partitions
+                .get(&key)
+                .is_some_and(|p| p.leading_in(e.epoch.0));
+            if epoch == Some(e.epoch) && here {
+                kept.push(e.clone());
+            }
+        }
+        Ok((assignment, kept))
+    }
+
     /// Rebuilds what the local disk lacks from the bucket and returns the range of local data
-    /// never recorded, which the caller re-queues (`from..to`).
+    /// never recorded, which the caller re-queues (`from..to`). Without `keep_local` the local
+    /// log is dropped first and rebuilt from the manifest and the recorded tail alone (a
+    /// takeover: local data may come from an older term that another leader overwrote).
     pub async fn recover(
         &self,
         p: &Arc<Partition>,
         record: &PartitionRecord,
         commits: &[(String, CommitRecord)],
+        keep_local: bool,
     ) -> anyhow::Result<(i64, i64)> {
         let mut manifest = match &record.manifest {
             Some(key) => {
@@ -253,6 +307,9 @@ impl Tier {
         };
         manifest.log_start = manifest.log_start.max(record.log_start);
         let archived_end = manifest.end().0;
+        if !keep_local {
+            p.reset_local(archived_end)?;
+        }
         let mut tail: Vec<(&str, &WalExtent)> = commits
             .iter()
             .flat_map(|(_, c)| c.extents.iter().map(move |e| (c.object.as_str(), e)))
@@ -409,11 +466,12 @@ impl Tier {
             return;
         }
         let commit_key = Catalog::commit_key(self.node, self.generation, seq);
-        let record = CommitRecord {
+        let mut record = CommitRecord {
             object: key.to_string(),
             extents,
         };
         let mut backoff = Duration::from_millis(20);
+        let mut fenced_rounds = 0;
         loop {
             let assignment = self.assignment.load(Ordering::Acquire);
             match self
@@ -423,12 +481,30 @@ impl Tier {
             {
                 Ok(()) => break,
                 Err(silt_metadata::Error::Fenced { reason, .. }) => {
-                    // A partition was taken from this broker: none of this object's data
-                    // becomes visible here. (Re-committing the extents still owned comes with
-                    // multi-broker leadership.)
-                    tracing::error!(%commit_key, %reason, "WAL object commit fenced; its data stays unrecorded");
-                    self.uploads.release(data_bytes as usize);
-                    return;
+                    // A partition was taken from this broker. The data of partitions it still
+                    // leads (in the epoch the data was written in) is committed again under the
+                    // new assignment version; the rest never becomes visible.
+                    fenced_rounds += 1;
+                    match self.still_led(&record.extents, &buffered.partitions).await {
+                        Ok((assignment, kept)) if fenced_rounds <= 8 => {
+                            tracing::warn!(%commit_key, %reason, kept = kept.len(), dropped = record.extents.len() - kept.len(), "WAL object commit fenced; committing the extents of partitions still led here again");
+                            self.assignment.store(assignment, Ordering::Release);
+                            record.extents = kept;
+                            if record.extents.is_empty() {
+                                self.uploads.release(data_bytes as usize);
+                                return;
+                            }
+                            continue;
+                        }
+                        Ok(_) => {
+                            tracing::error!(%commit_key, %reason, "WAL object commit fenced again and again; its data stays unrecorded");
+                            self.uploads.release(data_bytes as usize);
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%commit_key, %reason, %error, "WAL object commit fenced; reading what this broker still leads failed; retrying");
+                        }
+                    }
                 }
                 Err(error) => {
                     // The outcome is unknown until the record is read back.

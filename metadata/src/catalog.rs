@@ -181,6 +181,35 @@ impl PartitionRecord {
     }
 }
 
+impl PartitionRecord {
+    /// The record after `leader` begins serving at `start` (the recorded end it rebuilt). An
+    /// epoch the controller assigned to `leader` and nobody began yet is begun as is; an epoch
+    /// already begun (by a previous run of this broker, or by another) is followed by the next.
+    pub fn begin_term(&self, leader: NodeId, start: Offset) -> PartitionRecord {
+        let begun = self
+            .epoch_history
+            .last()
+            .is_some_and(|e| e.epoch >= self.leader_epoch);
+        if begun || self.leader != leader {
+            return self.next_term(leader, start);
+        }
+        let mut history: Vec<EpochEntry> = self
+            .epoch_history
+            .iter()
+            .copied()
+            .filter(|e| e.start_offset < start)
+            .collect();
+        history.push(EpochEntry {
+            epoch: self.leader_epoch,
+            start_offset: start,
+        });
+        PartitionRecord {
+            epoch_history: history,
+            ..self.clone()
+        }
+    }
+}
+
 /// The next unallocated producer id, cluster-wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct ProducerIdBlock {
@@ -301,15 +330,16 @@ impl Catalog {
         }
     }
 
-    /// Creates the topic and its partitions, each led by `leader` at epoch 0 from offset 0.
+    /// Creates the topic and its partitions at epoch 0 from offset 0, partition `p` led by
+    /// `leaders[p % leaders.len()]` (`leaders` must not be empty).
     ///
     /// The partition records go first, in batches of at most [`TXN_BATCH`] (etcd's limit on
     /// operations per transaction); the topic record, created only if absent, makes them
     /// visible. A creation that loses the race removes its partition records again; a crash in
     /// between leaves records under a topic id no topic names, which nothing reads.
-    pub async fn create_topic(&self, topic: &TopicRecord, leader: NodeId) -> Result<()> {
+    pub async fn create_topic(&self, topic: &TopicRecord, leaders: &[NodeId]) -> Result<()> {
         let key = topic_key(&topic.name);
-        self.put_first_partitions(topic.id, 0..topic.partitions, leader)
+        self.put_first_partitions(topic.id, 0..topic.partitions, leaders)
             .await?;
         let txn = Txn::new()
             .when(Compare::absent(&key))
@@ -335,13 +365,14 @@ impl Catalog {
         &self,
         topic: TopicId,
         partitions: std::ops::Range<i32>,
-        leader: NodeId,
+        leaders: &[NodeId],
     ) -> Result<()> {
         let all: Vec<i32> = partitions.collect();
         for chunk in all.chunks(TXN_BATCH) {
             let mut txn = Txn::new();
             for &p in chunk {
                 let pkey = partition_key(topic, p);
+                let leader = leaders[p as usize % leaders.len()];
                 txn = txn.then(Op::put(
                     &pkey,
                     encode(&pkey, &PartitionRecord::first(leader))?,
@@ -353,13 +384,13 @@ impl Catalog {
     }
 
     /// Rewrites a topic's record (configs, or a larger partition count: the new partitions are
-    /// created led by `leader` at epoch 0), conditional on the record it read. Returns the new
+    /// created at epoch 0, led as in `create_topic`), conditional on the record it read. Returns the new
     /// record; `Conflict` if it changed concurrently, `TopicNotFound` if it is gone.
     pub async fn update_topic(
         &self,
         name: &str,
         update: impl FnOnce(&TopicRecord) -> TopicRecord,
-        leader: NodeId,
+        leaders: &[NodeId],
     ) -> Result<TopicRecord> {
         let key = topic_key(name);
         let kv = self
@@ -370,7 +401,7 @@ impl Catalog {
         let old: TopicRecord = decode(&key, &kv.value)?;
         let new = update(&old);
         // New partitions are invisible until the topic record counts them (as in create_topic).
-        self.put_first_partitions(new.id, old.partitions..new.partitions, leader)
+        self.put_first_partitions(new.id, old.partitions..new.partitions, leaders)
             .await?;
         let txn = Txn::new()
             .when(Compare::mod_revision(&key, kv.mod_revision))
@@ -400,6 +431,32 @@ impl Catalog {
         } else {
             Err(Error::Conflict { key })
         }
+    }
+
+    /// Every partition record of every topic (one paged read), by topic id then partition.
+    pub async fn all_partitions(&self) -> Result<Vec<VersionedPartition>> {
+        let mut out = Vec::new();
+        for kv in self.store.list(PARTITIONS_PREFIX).await? {
+            let mut parts = kv.key[PARTITIONS_PREFIX.len()..].split('/');
+            let (Some(topic), Some(partition), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(topic), Ok(partition)) = (uuid::Uuid::parse_str(topic), partition.parse())
+            else {
+                return Err(Error::Corrupt {
+                    path: kv.key.clone().into(),
+                    reason: "partition key without a topic id and partition number".into(),
+                });
+            };
+            out.push(VersionedPartition {
+                topic_id: TopicId(topic),
+                partition,
+                record: decode(&kv.key, &kv.value)?,
+                mod_revision: kv.mod_revision,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn partitions(&self, topic: TopicId) -> Result<Vec<VersionedPartition>> {
@@ -813,6 +870,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn begin_term_starts_an_assigned_epoch_once() {
+        // The controller gave epoch 2 to broker 2; nobody began it yet.
+        let mut assigned = history(&[(0, 0), (1, 10)]);
+        assigned.leader = NodeId(2);
+        assigned.leader_epoch = LeaderEpoch(2);
+        let begun = assigned.begin_term(NodeId(2), Offset(25));
+        assert_eq!(begun.leader_epoch, LeaderEpoch(2));
+        assert_eq!(begun.leader, NodeId(2));
+        assert_eq!(
+            begun.epoch_history,
+            history(&[(0, 0), (1, 10), (2, 25)]).epoch_history
+        );
+        // A restart of broker 2 begins the next epoch.
+        let again = begun.begin_term(NodeId(2), Offset(30));
+        assert_eq!(again.leader_epoch, LeaderEpoch(3));
+        assert_eq!(
+            again.epoch_history,
+            history(&[(0, 0), (1, 10), (2, 25), (3, 30)]).epoch_history
+        );
+        // A broker the record does not name always begins a new epoch.
+        let other = assigned.begin_term(NodeId(3), Offset(25));
+        assert_eq!(other.leader_epoch, LeaderEpoch(3));
+        assert_eq!(other.leader, NodeId(3));
+    }
+
     #[tokio::test]
     async fn topic_lifecycle() {
         let catalog = Catalog::new(Arc::new(EmbeddedMetadataStore::in_memory()));
@@ -829,9 +912,9 @@ mod tests {
             replication_factor: 3,
             configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
         };
-        catalog.create_topic(&topic, NodeId(1)).await.unwrap();
+        catalog.create_topic(&topic, &[NodeId(1)]).await.unwrap();
         assert!(matches!(
-            catalog.create_topic(&topic, NodeId(1)).await,
+            catalog.create_topic(&topic, &[NodeId(1)]).await,
             Err(Error::TopicExists(_))
         ));
         assert_eq!(catalog.topic("orders").await.unwrap().unwrap(), topic);
@@ -865,12 +948,19 @@ mod tests {
                     partitions: 5,
                     ..t.clone()
                 },
-                NodeId(1),
+                &[NodeId(1), NodeId(2)],
             )
             .await
             .unwrap();
         assert_eq!(grown.partitions, 5);
-        assert_eq!(catalog.partitions(topic.id).await.unwrap().len(), 5);
+        let grown_parts = catalog.partitions(topic.id).await.unwrap();
+        assert_eq!(grown_parts.len(), 5);
+        let leaders: Vec<i32> = grown_parts.iter().map(|p| p.record.leader.0).collect();
+        assert_eq!(
+            leaders[3..],
+            [2, 1],
+            "new partitions spread over the given leaders"
+        );
 
         let a = catalog.allocate_producer_ids(100).await.unwrap();
         let b = catalog.allocate_producer_ids(100).await.unwrap();
@@ -923,7 +1013,7 @@ mod tests {
             replication_factor: 1,
             configs: BTreeMap::new(),
         };
-        catalog.create_topic(&topic, node).await.unwrap();
+        catalog.create_topic(&topic, &[node]).await.unwrap();
         let moved = catalog
             .update_partition(topic.id, 0, LeaderEpoch(0), |r| {
                 Some(PartitionRecord {
@@ -989,7 +1079,7 @@ mod tests {
             replication_factor: 1,
             configs: BTreeMap::new(),
         };
-        catalog.create_topic(&topic, NodeId(1)).await.unwrap();
+        catalog.create_topic(&topic, &[NodeId(1)]).await.unwrap();
         let before = catalog.assignment_version(NodeId(1)).await.unwrap();
         let parts = catalog.partitions(topic.id).await.unwrap();
         assert_eq!(parts.len(), 130, "created in several transactions");

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
 /// Kafka's AclOperation codes for groups: READ, DELETE, DESCRIBE.
@@ -31,6 +32,9 @@ pub fn handle(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(ops);
+            if !broker.coordinates(id.as_str()) {
+                return base.with_error_code(ResponseError::NotCoordinator.code());
+            }
             let Some(g) = broker.groups.describe(id.as_str()) else {
                 return base.with_group_state(StrBytes::from_static_str("Dead"));
             };

@@ -1,4 +1,5 @@
-//! FindCoordinator: this broker coordinates every group (v4 batches the keys).
+//! FindCoordinator: the broker that coordinates each group (v4 batches the keys); groups are
+//! placed over the live brokers (see `crate::leadership`).
 
 use crate::broker::Broker;
 use crate::server::{decode, frame, Frame};
@@ -19,14 +20,17 @@ pub fn handle(
     body: &mut Bytes,
 ) -> anyhow::Result<Frame> {
     let request: FindCoordinatorRequest = decode(header, body)?;
-    let host = StrBytes::from_string(broker.advertised_host.clone());
-    let node = BrokerId(broker.node_id.0);
-    let error = if request.key_type == KEY_TYPE_GROUP {
-        0
-    } else {
-        // Transactions are not supported. A retriable error would leave a transactional
-        // producer retrying until its timeout; this one fails initTransactions at once.
-        ResponseError::UnsupportedVersion.code()
+    let unsupported = request.key_type != KEY_TYPE_GROUP;
+    // Transactions are not supported. A retriable error would leave a transactional producer
+    // retrying until its timeout; UNSUPPORTED_VERSION fails initTransactions at once.
+    let find = |key: &str| {
+        if unsupported {
+            Err(ResponseError::UnsupportedVersion)
+        } else {
+            broker
+                .group_coordinator(key)
+                .ok_or(ResponseError::CoordinatorNotAvailable)
+        }
     };
     let response = if header.request_api_version >= 4 {
         FindCoordinatorResponse::default().with_coordinators(
@@ -34,29 +38,31 @@ pub fn handle(
                 .coordinator_keys
                 .iter()
                 .map(|key| {
-                    let c = Coordinator::default()
-                        .with_key(key.clone())
-                        .with_error_code(error);
-                    if error == 0 {
-                        c.with_node_id(node)
-                            .with_host(host.clone())
-                            .with_port(broker.advertised_port)
-                    } else {
-                        c.with_node_id(BrokerId(-1)).with_port(-1)
+                    let c = Coordinator::default().with_key(key.clone());
+                    match find(key.as_str()) {
+                        Ok(b) => c
+                            .with_node_id(BrokerId(b.node.0))
+                            .with_host(StrBytes::from_string(b.host))
+                            .with_port(b.port),
+                        Err(e) => c
+                            .with_error_code(e.code())
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1),
                     }
                 })
                 .collect(),
         )
-    } else if error == 0 {
-        FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(host)
-            .with_port(broker.advertised_port)
     } else {
-        FindCoordinatorResponse::default()
-            .with_error_code(error)
-            .with_node_id(BrokerId(-1))
-            .with_port(-1)
+        match find(request.key.as_str()) {
+            Ok(b) => FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(b.node.0))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port),
+            Err(e) => FindCoordinatorResponse::default()
+                .with_error_code(e.code())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        }
     };
     Ok(frame(header, &response))
 }

@@ -122,17 +122,25 @@ pub async fn handle(
 }
 
 fn describe(broker: &Broker, topic: &Topic, topic_ops: i32) -> MetadataResponseTopic {
-    let me = BrokerId(broker.node_id.0);
+    let live: std::collections::HashSet<i32> =
+        broker.live_brokers().iter().map(|b| b.node.0).collect();
     let partitions = topic
         .partitions
         .iter()
         .map(|p| {
-            MetadataResponsePartition::default()
+            let record = p.record();
+            let leader = BrokerId(record.leader.0);
+            let r = MetadataResponsePartition::default()
                 .with_partition_index(p.index)
-                .with_leader_id(me)
-                .with_leader_epoch(p.leader_epoch().0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+                .with_leader_epoch(record.leader_epoch.0)
+                .with_replica_nodes(vec![leader]);
+            if live.contains(&leader.0) {
+                r.with_leader_id(leader).with_isr_nodes(vec![leader])
+            } else {
+                // Its leader is gone and the controller has not given it to another yet.
+                r.with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+            }
         })
         .collect();
     MetadataResponseTopic::default()

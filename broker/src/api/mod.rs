@@ -258,6 +258,7 @@ pub fn decode_request(mut body: Bytes) -> anyhow::Result<()> {
 pub fn error_code(error: &PartitionError) -> ResponseError {
     match error {
         PartitionError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
+        PartitionError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::Io { .. } | PartitionError::Wal(_) => ResponseError::KafkaStorageError,
         PartitionError::Batch(b) => batch_error_code(b),
@@ -280,8 +281,12 @@ pub fn batch_error_code(error: &BatchError) -> ResponseError {
     }
 }
 
-/// Kafka's check of a request's `current_leader_epoch` (-1: not checked).
+/// Whether this broker leads the partition, then Kafka's check of a request's
+/// `current_leader_epoch` (-1: not checked).
 pub fn check_leader_epoch(partition: &Partition, requested: i32) -> Option<ResponseError> {
+    if !partition.leading() {
+        return Some(ResponseError::NotLeaderOrFollower);
+    }
     if requested < 0 {
         return None;
     }

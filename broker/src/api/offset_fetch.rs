@@ -11,6 +11,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
 /// (topic, [(partition, offset, leader epoch, metadata)]) for the requested or all partitions.
@@ -61,6 +62,11 @@ pub fn handle(
             .groups
             .iter()
             .map(|g| {
+                if !broker.coordinates(g.group_id.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(ResponseError::NotCoordinator.code());
+                }
                 let offsets = broker
                     .groups
                     .offsets(g.group_id.as_str())
@@ -98,6 +104,12 @@ pub fn handle(
         return Ok(frame(
             header,
             &OffsetFetchResponse::default().with_groups(groups),
+        ));
+    }
+    if !broker.coordinates(request.group_id.as_str()) {
+        return Ok(frame(
+            header,
+            &OffsetFetchResponse::default().with_error_code(ResponseError::NotCoordinator.code()),
         ));
     }
     let offsets = broker

@@ -19,6 +19,15 @@ struct PartitionOutcome {
     result: Result<(i64, Option<i64>, i64), (ResponseError, String)>,
 }
 
+/// acks=all: (partition, end offset, leader epoch of the append, (topic, partition) index of
+/// its outcome in the response).
+type RecordedWait = (
+    Arc<crate::log::partition::Partition>,
+    i64,
+    i32,
+    (usize, usize),
+);
+
 /// Unsynced WAL bytes above which producers wait for their own sync before the next request.
 const MAX_UNSYNCED_BYTES: usize = 64 * 1024 * 1024;
 
@@ -30,8 +39,11 @@ pub async fn handle(
     let request: ProduceRequest = decode(&header, body)?;
     let acks = request.acks;
     let mut max_seq = 0u64;
-    let mut recorded_waits: Vec<(Arc<crate::log::partition::Partition>, i64)> = Vec::new();
+    let mut recorded_waits: Vec<RecordedWait> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
+    // A broker cut off from the metadata store (or paused) past its lease may have been
+    // replaced as leader: it acknowledges nothing until it is sure again.
+    let member = !broker.clustered() || broker.membership.healthy();
     for topic_data in request.topic_data {
         let topic = broker.topic(topic_data.name.as_str());
         let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
@@ -58,6 +70,13 @@ pub async fn handle(
                 outcomes.push(fail(ResponseError::UnknownTopicOrPartition, String::new()));
                 continue;
             };
+            if !member {
+                outcomes.push(fail(
+                    ResponseError::NotLeaderOrFollower,
+                    "this broker's cluster membership is not confirmed".into(),
+                ));
+                continue;
+            }
             let _span = tracing::debug_span!(
                 "partition",
                 topic = %partition.topic,
@@ -109,7 +128,12 @@ pub async fn handle(
                         .inc_by(records.len() as u64);
                     max_seq = max_seq.max(appended.wal_seq);
                     if acks == -1 && partition.durability_object() {
-                        recorded_waits.push((partition.clone(), appended.end_offset));
+                        recorded_waits.push((
+                            partition.clone(),
+                            appended.end_offset,
+                            appended.leader_epoch,
+                            (topics.len(), outcomes.len()),
+                        ));
                     }
                     outcomes.push(PartitionOutcome {
                         index: pd.index,
@@ -163,7 +187,10 @@ pub async fn handle(
                 "WAL sync timed out".to_string(),
             )),
         };
-        // acks=all with durability `object`: answered once the data is recorded in the bucket.
+        // acks=all with durability `object`: answered once the data is recorded in the bucket,
+        // by the leader that appended it (a partition that changed leader epoch meanwhile
+        // answers NOT_LEADER_OR_FOLLOWER: its new term may hold other data at those offsets).
+        let mut deposed = Vec::new();
         if sync_error.is_none() && !recorded_waits.is_empty() {
             let tier = broker.tier.clone();
             let mut recorded = tier.subscribe_recorded();
@@ -171,10 +198,14 @@ pub async fn handle(
             let all_recorded = async {
                 loop {
                     recorded.borrow_and_update();
-                    if recorded_waits
-                        .iter()
-                        .all(|(p, end)| p.high_watermark() >= *end)
-                    {
+                    recorded_waits.retain(|(p, end, epoch, at)| {
+                        if !p.leading_in(*epoch) {
+                            deposed.push(*at);
+                            return false;
+                        }
+                        p.high_watermark() < *end
+                    });
+                    if recorded_waits.is_empty() {
                         return;
                     }
                     if recorded.changed().await.is_err() {
@@ -190,6 +221,13 @@ pub async fn handle(
                     "the data did not reach the object store within the request timeout; it stays in the local WAL and is uploaded when the store is back".to_string(),
                 ));
             }
+        }
+        let mut topics = topics;
+        for (t, o) in deposed {
+            topics[t].1[o].result = Err((
+                ResponseError::NotLeaderOrFollower,
+                "leadership of the partition moved before the data was recorded".to_string(),
+            ));
         }
         let responses = topics
             .into_iter()

@@ -176,9 +176,25 @@ pub struct Coordinator {
     /// 0). Every write is conditional on it: a coordinator whose group was taken over (the
     /// key written by another) cannot commit offsets any more.
     revisions: Mutex<HashMap<String, i64>>,
+    /// Which groups this coordinator answers for (`None`: every group).
+    #[allow(clippy::type_complexity)]
+    placement: std::sync::RwLock<Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>>,
 }
 
 impl Coordinator {
+    /// Sets who decides which groups this coordinator answers for (in a cluster, the group
+    /// placement); others get NOT_COORDINATOR.
+    pub fn set_placement(&self, owns: Arc<dyn Fn(&str) -> bool + Send + Sync>) {
+        *self.placement.write().expect("placement lock") = Some(owns);
+    }
+
+    fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
+        match &*self.placement.read().expect("placement lock") {
+            Some(owns) if !owns(group_id) => Err(GroupError::NotCoordinator),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads every group's committed offsets and starts the flusher and the member clock.
     pub async fn start(
         store: Arc<dyn MetadataStore>,
@@ -194,6 +210,7 @@ impl Coordinator {
             }),
             flush_wake: Arc::new(Notify::new()),
             revisions: Mutex::new(HashMap::new()),
+            placement: std::sync::RwLock::new(None),
         });
         for kv in store.list(GROUPS_PREFIX).await? {
             let id = kv.key[GROUPS_PREFIX.len()..].to_string();
@@ -222,22 +239,91 @@ impl Coordinator {
         if !create {
             return None;
         }
-        let g = Arc::new(Mutex::new(Group {
-            id: id.to_string(),
-            state: State::Empty,
-            generation: 0,
-            protocol_type: None,
-            protocol_name: None,
-            leader: None,
-            members: BTreeMap::new(),
-            pending: HashMap::new(),
-            instances: HashMap::new(),
-            rebalance_deadline: None,
-            initial_delay_until: None,
-            offsets: GroupOffsets::default(),
-        }));
+        let g = Arc::new(Mutex::new(new_group(id)));
         groups.insert(id.to_string(), g.clone());
         Some(g)
+    }
+
+    /// Makes sure a group this coordinator just became responsible for is in memory with the
+    /// offsets another coordinator last stored (a no-op for a group already here).
+    pub async fn load(&self, group_id: &str) -> Result<(), GroupError> {
+        if self.group(group_id, false).is_some() {
+            return Ok(());
+        }
+        let kv = self
+            .store
+            .get(&group_key(group_id))
+            .await
+            .map_err(|error| {
+                tracing::warn!(group = %group_id, %error, "loading the group's offsets failed");
+                GroupError::CoordinatorNotAvailable
+            })?;
+        let Some(kv) = kv else {
+            return Ok(());
+        };
+        let offsets: GroupOffsets = serde_json::from_slice(&kv.value).map_err(|error| {
+            tracing::error!(group = %group_id, %error, "the group's stored offsets do not decode");
+            GroupError::CoordinatorNotAvailable
+        })?;
+        {
+            let mut groups = self.groups.lock().expect("groups lock");
+            if groups.contains_key(group_id) {
+                // Another request loaded (and maybe changed) it meanwhile: keep that one.
+                return Ok(());
+            }
+            let mut group = new_group(group_id);
+            group.offsets = offsets;
+            groups.insert(group_id.to_string(), Arc::new(Mutex::new(group)));
+        }
+        self.revisions
+            .lock()
+            .expect("revisions lock")
+            .insert(group_id.to_string(), kv.mod_revision);
+        Ok(())
+    }
+
+    /// The ids of every group with committed offsets in the store.
+    pub async fn stored_groups(&self) -> silt_metadata::Result<Vec<String>> {
+        Ok(self
+            .store
+            .list(GROUPS_PREFIX)
+            .await?
+            .into_iter()
+            .map(|kv| kv.key[GROUPS_PREFIX.len()..].to_string())
+            .collect())
+    }
+
+    /// Gives up the groups `owns` says another broker coordinates now: their members are told
+    /// NOT_COORDINATOR and find the new coordinator, which loads the offsets from the store.
+    pub fn give_up_unowned(&self, owns: impl Fn(&str) -> bool) -> usize {
+        let lost: Vec<(String, Arc<Mutex<Group>>)> = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let ids: Vec<String> = groups.keys().filter(|id| !owns(id)).cloned().collect();
+            ids.into_iter()
+                .filter_map(|id| groups.remove(&id).map(|g| (id, g)))
+                .collect()
+        };
+        let mut revisions = self.revisions.lock().expect("revisions lock");
+        for (id, group) in &lost {
+            revisions.remove(id);
+            let mut g = group.lock().expect("group lock");
+            g.state = State::Dead;
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(Err(GroupError::NotCoordinator));
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(Err(GroupError::NotCoordinator));
+                }
+            }
+        }
+        if !lost.is_empty() {
+            tracing::info!(
+                groups = lost.len(),
+                "gave up consumer groups another broker coordinates now"
+            );
+        }
+        lost.len()
     }
 
     fn all_groups(&self) -> Vec<Arc<Mutex<Group>>> {
@@ -264,6 +350,7 @@ impl Coordinator {
         protocols: Vec<(String, Bytes)>,
         require_known_member_id: bool,
     ) -> Result<JoinOutcome, GroupError> {
+        self.check_owner(group_id)?;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
@@ -566,6 +653,7 @@ impl Coordinator {
         instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<(Bytes, String, String), GroupError> {
+        self.check_owner(group_id)?;
         let group = self
             .group(group_id, false)
             .ok_or(GroupError::UnknownMemberId)?;
@@ -621,6 +709,7 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
+        self.check_owner(group_id)?;
         let group = self
             .group(group_id, false)
             .ok_or(GroupError::UnknownMemberId)?;
@@ -645,6 +734,7 @@ impl Coordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check_owner(group_id)?;
         let group = self
             .group(group_id, false)
             .ok_or(GroupError::UnknownMemberId)?;
@@ -734,6 +824,7 @@ impl Coordinator {
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetEntry)>,
     ) -> Result<(), GroupError> {
+        self.check_owner(group_id)?;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
@@ -868,6 +959,7 @@ impl Coordinator {
 
     /// DeleteGroups: only groups without members; their offsets go too.
     pub async fn delete(&self, group_id: &str) -> Result<(), GroupError> {
+        self.check_owner(group_id)?;
         let group = self
             .group(group_id, false)
             .ok_or(GroupError::GroupIdNotFound)?;
@@ -890,6 +982,7 @@ impl Coordinator {
         partitions: &[(String, i32)],
         subscribed: &HashSet<String>,
     ) -> Result<Vec<bool>, GroupError> {
+        self.check_owner(group_id)?;
         let group = self
             .group(group_id, false)
             .ok_or(GroupError::GroupIdNotFound)?;
@@ -957,6 +1050,23 @@ fn check_member(g: &Group, member_id: &str, instance_id: Option<&str>) -> Result
         return Err(GroupError::UnknownMemberId);
     }
     Ok(())
+}
+
+fn new_group(id: &str) -> Group {
+    Group {
+        id: id.to_string(),
+        state: State::Empty,
+        generation: 0,
+        protocol_type: None,
+        protocol_name: None,
+        leader: None,
+        members: BTreeMap::new(),
+        pending: HashMap::new(),
+        instances: HashMap::new(),
+        rebalance_deadline: None,
+        initial_delay_until: None,
+        offsets: GroupOffsets::default(),
+    }
 }
 
 fn remove_member(g: &mut Group, id: &str) {

@@ -30,6 +30,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum PartitionError {
     #[error("partition {0} was deleted")]
     Deleted(String),
+    /// Another broker leads the partition now (or none yet): clients refresh their metadata.
+    #[error("this broker does not lead partition {0}")]
+    NotLeader(String),
     #[error("offset {offset} is outside [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         offset: i64,
@@ -65,6 +68,8 @@ struct Log {
     record: PartitionRecord,
     config: Arc<TopicConfig>,
     deleted: bool,
+    /// This broker leads the partition: appends are accepted and reads served.
+    leading: bool,
     producers: ProducerStates,
     /// Producer state changed since the last snapshot.
     producers_dirty: bool,
@@ -111,6 +116,8 @@ pub struct Appended {
     pub log_append_time: Option<i64>,
     pub wal_seq: u64,
     pub log_start: i64,
+    /// The leader epoch the batches were stamped with.
+    pub leader_epoch: i32,
 }
 
 /// What a read found.
@@ -220,6 +227,7 @@ impl Partition {
                 record,
                 config,
                 deleted: false,
+                leading: true,
                 producers: ProducerStates::default(),
                 producers_dirty: false,
                 manifest: Manifest::empty(topic_id, index),
@@ -264,6 +272,26 @@ impl Partition {
 
     pub fn record(&self) -> PartitionRecord {
         self.lock().record.clone()
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn leading(&self) -> bool {
+        self.lock().leading
+    }
+
+    /// Starts or stops serving as the partition's leader.
+    pub fn set_leading(&self, leading: bool) {
+        self.lock().leading = leading;
+    }
+
+    /// Whether this broker still leads the partition in leader epoch `epoch`.
+    pub fn leading_in(&self, epoch: i32) -> bool {
+        let log = self.lock();
+        log.leading && log.record.leader_epoch.0 == epoch
+    }
+
+    fn not_leader(&self) -> PartitionError {
+        PartitionError::NotLeader(format!("{}-{}", self.topic, self.index))
     }
 
     pub fn set_record(&self, record: PartitionRecord) {
@@ -535,6 +563,9 @@ impl Partition {
                 self.topic, self.index
             )));
         }
+        if !log.leading {
+            return Err(self.not_leader());
+        }
         let now = now_ms();
         let log_append_time =
             (log.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
@@ -626,6 +657,7 @@ impl Partition {
             log_append_time,
             wal_seq,
             log_start: log.log_start,
+            leader_epoch: epoch,
         })
     }
 
@@ -1030,6 +1062,9 @@ impl Partition {
                     "{}-{}",
                     self.topic, self.index
                 )));
+            }
+            if !log.leading {
+                return Err(self.not_leader());
             }
             let target = if offset == -1 { hw } else { offset };
             if target < 0 || target > hw {

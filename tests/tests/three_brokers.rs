@@ -1,0 +1,620 @@
+//! Three brokers on loopback sharing one etcd (Debian's etcd-server) and one bucket (moto),
+//! with librdkafka clients: partitions spread over the brokers, and when a leader dies or is
+//! paused another broker rebuilds its partitions from the bucket.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use silt_e2e::kafka::{check_keyed, consume_all, create_topic, produce_keyed};
+use silt_e2e::{EtcdServer, S3Server, Silt};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    _etcd: EtcdServer,
+    _s3: S3Server,
+    env: Vec<(String, String)>,
+    brokers: BTreeMap<i32, Silt>,
+}
+
+impl Cluster {
+    fn start(name: &str, nodes: &[i32], extra: &[(&str, &str)]) -> Cluster {
+        let etcd = EtcdServer::start();
+        let s3 = S3Server::start();
+        let mut env = s3.env(name);
+        env.push(("SILT_METADATA".into(), etcd.url(name)));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut cluster = Cluster {
+            _etcd: etcd,
+            _s3: s3,
+            env,
+            brokers: BTreeMap::new(),
+        };
+        for &node in nodes {
+            cluster.add(node, &[]);
+        }
+        cluster
+    }
+
+    fn add(&mut self, node: i32, extra: &[(&str, &str)]) {
+        let id = node.to_string();
+        let mut all: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.push(("SILT_NODE_ID", &id));
+        all.extend_from_slice(extra);
+        self.brokers.insert(node, Silt::start_with_env(&all));
+    }
+
+    fn bootstrap(&self, node: i32) -> String {
+        self.brokers[&node].bootstrap()
+    }
+
+    /// Every broker's address (clients may be given dead ones too, as in production).
+    fn bootstrap_all(&self) -> String {
+        self.brokers
+            .values()
+            .map(Silt::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Partition → leader node, as `bootstrap` reports it (-1: no leader).
+fn leaders(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("metadata client");
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return BTreeMap::new();
+    };
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| (p.id(), p.leader()))
+        .collect()
+}
+
+/// Waits until `bootstrap` reports a live leader for each of `partitions` among `nodes`.
+fn wait_for_leaders(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    nodes: &[i32],
+    within: Duration,
+) -> BTreeMap<i32, i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let l = leaders(bootstrap, topic);
+        if l.len() == partitions as usize && l.values().all(|n| nodes.contains(n)) {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leaders among {nodes:?} within {within:?}: {l:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A record acknowledged by the cluster: its sequence number, partition and offset, and when.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    seq: usize,
+    partition: i32,
+    offset: i64,
+    at: Instant,
+}
+
+/// Produces keyed records `from..` (record `i` to partition `i % partitions`, key `key-{i}`)
+/// with an idempotent acks=all producer, at most 100 in flight, until `stop`.
+async fn steady_producer(
+    bootstrap: String,
+    topic: String,
+    partitions: i32,
+    from: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Acked>, usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    let mut i = from;
+    let collect = |r: Result<Result<(i32, i64), _>, _>, seq: usize, acked: &mut Vec<Acked>| {
+        if let Ok(Ok((partition, offset))) = r {
+            acked.push(Acked {
+                seq,
+                partition,
+                offset,
+                at: Instant::now(),
+            });
+        }
+    };
+    use futures::StreamExt;
+    while !stop.load(Ordering::Acquire) {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        let queued = producer
+            .send_result(
+                FutureRecord::to(&topic)
+                    .partition((i % partitions as usize) as i32)
+                    .key(&key)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
+        let seq = i;
+        in_flight.push_back(async move { (seq, queued.await) });
+        i += 1;
+        if in_flight.len() >= 100 {
+            let (seq, r) = in_flight.next().await.expect("one in flight");
+            let before = acked.len();
+            collect(r.map(|r| r.map_err(|(e, _)| e)), seq, &mut acked);
+            failed += usize::from(acked.len() == before);
+        } else {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    while let Some((seq, r)) = in_flight.next().await {
+        let before = acked.len();
+        collect(r.map(|r| r.map_err(|(e, _)| e)), seq, &mut acked);
+        failed += usize::from(acked.len() == before);
+    }
+    (acked, failed)
+}
+
+/// Deliveries to a group consumer: (partition, offset, key).
+type Deliveries = Arc<Mutex<Vec<(i32, i64, String)>>>;
+
+/// A consumer in group `group` that records every delivery (partition, offset, key) and
+/// commits synchronously after each one, until `stop`.
+fn group_consumer(
+    bootstrap: String,
+    topic: String,
+    group: String,
+    stop: Arc<AtomicBool>,
+) -> (Deliveries, std::thread::JoinHandle<()>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let handle = std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        while !stop.load(Ordering::Acquire) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+                sink.lock().unwrap().push((m.partition(), m.offset(), key));
+                // A commit that fails (the coordinator moving) is redelivered, not lost.
+                let _ = consumer.commit_message(&m, CommitMode::Sync);
+            }
+        }
+    });
+    (got, handle)
+}
+
+/// Checks one partition's deliveries to a group consumer against what the producer had
+/// acknowledged: the log holds every acknowledged record once, at the offset it was
+/// acknowledged at, in production order; deliveries never skip an offset (a record may come
+/// again after a rebalance, at the same offset with the same key, never elsewhere).
+fn check_partition(p: i32, deliveries: &[(i64, String)], acked: &[Acked]) {
+    let mut log: BTreeMap<i64, &str> = BTreeMap::new();
+    let mut high = -1;
+    for (offset, key) in deliveries {
+        assert!(
+            *offset <= high + 1,
+            "partition {p}: delivery jumped from {high} to {offset}"
+        );
+        high = high.max(*offset);
+        if let Some(previous) = log.insert(*offset, key) {
+            assert_eq!(
+                previous, key,
+                "partition {p}: offset {offset} changed its record"
+            );
+        }
+    }
+    let keys: HashSet<&str> = log.values().copied().collect();
+    assert_eq!(
+        keys.len(),
+        log.len(),
+        "partition {p}: a record is in the log twice"
+    );
+    let mut last = -1;
+    for a in acked {
+        assert!(a.offset > last, "partition {p}: acknowledged out of order");
+        last = a.offset;
+        assert_eq!(
+            log.get(&a.offset).copied(),
+            Some(format!("key-{}", a.seq).as_str()),
+            "partition {p}: acknowledged record {} at offset {} was not consumed there",
+            a.seq,
+            a.offset
+        );
+    }
+}
+
+/// Bootstrap from any broker; produce and consume across all three; then SIGKILL the leader of
+/// a partition under steady idempotent acks=all load with a consumer group reading: every
+/// acknowledged record is consumed, once in the log and in order, and the time from the kill
+/// to the first acknowledgement on the moved partition is printed (the failover figure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_share_partitions_and_survive_sigkill_of_a_leader() {
+    let mut cluster = Cluster::start("three", &[1, 2, 3], &[]);
+    let (topic, partitions) = ("spread", 6);
+    create_topic(&cluster.bootstrap(1), topic, partitions, &[]).await;
+    let placed = wait_for_leaders(
+        &cluster.bootstrap(3),
+        topic,
+        partitions,
+        &[1, 2, 3],
+        Duration::from_secs(20),
+    );
+    let used: HashSet<i32> = placed.values().copied().collect();
+    assert_eq!(
+        used.len(),
+        3,
+        "six partitions spread over three brokers: {placed:?}"
+    );
+
+    // Produce through broker 2's bootstrap, consume through broker 3's.
+    let warmup = 600;
+    produce_keyed(
+        &cluster.bootstrap(2),
+        topic,
+        partitions,
+        0..warmup,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    )
+    .await;
+    let got = consume_all(
+        &cluster.bootstrap(3),
+        topic,
+        partitions,
+        warmup,
+        Duration::from_secs(60),
+    );
+    check_keyed(&got, partitions, warmup);
+
+    // Steady load and a group consumer, then kill the leader of partition 0.
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let stop_consuming = Arc::new(AtomicBool::new(false));
+    let (deliveries, consumer) = group_consumer(
+        cluster.bootstrap_all(),
+        topic.to_string(),
+        "spans-failover".to_string(),
+        stop_consuming.clone(),
+    );
+    let producer = tokio::spawn(steady_producer(
+        cluster.bootstrap_all(),
+        topic.to_string(),
+        partitions,
+        warmup,
+        stop_producing.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let victim = leaders(&cluster.bootstrap_all(), topic)[&0];
+    assert!(victim > 0, "partition 0 has a leader");
+    cluster.brokers.get_mut(&victim).unwrap().kill9();
+    let killed_at = Instant::now();
+    let survivors: Vec<i32> = [1, 2, 3].into_iter().filter(|n| *n != victim).collect();
+    let survivor = cluster.bootstrap(survivors[0]);
+    wait_for_leaders(
+        &survivor,
+        topic,
+        partitions,
+        &survivors,
+        Duration::from_secs(30),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop_producing.store(true, Ordering::Release);
+    let (acked, failed) = producer.await.expect("producer task");
+    let first_after = acked
+        .iter()
+        .filter(|a| a.partition == 0 && a.at > killed_at)
+        .map(|a| a.at)
+        .min()
+        .expect("partition 0 acknowledged records after the kill");
+    println!(
+        "failover: SIGKILL of broker {victim} to the first acknowledged produce on partition 0: {:?}; {} records acknowledged under load, {} failed",
+        first_after - killed_at,
+        acked.len(),
+        failed
+    );
+
+    // Everything acknowledged (warm-up included) reaches the group consumer.
+    let mut expected: HashMap<i32, Vec<Acked>> = HashMap::new();
+    for (p, records) in silt_e2e::kafka::by_partition(&got) {
+        for r in records {
+            let seq = String::from_utf8_lossy(r.key.as_deref().unwrap())
+                .trim_start_matches("key-")
+                .parse()
+                .unwrap();
+            expected.entry(p).or_default().push(Acked {
+                seq,
+                partition: p,
+                offset: r.offset,
+                at: killed_at,
+            });
+        }
+    }
+    for a in &acked {
+        expected.entry(a.partition).or_default().push(*a);
+    }
+    let wanted: HashSet<(i32, i64)> = expected
+        .values()
+        .flatten()
+        .map(|a| (a.partition, a.offset))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen: HashSet<(i32, i64)> = deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, o, _)| (*p, *o))
+            .collect();
+        if wanted.is_subset(&seen) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group consumer got {} of {} acknowledged records",
+            wanted.intersection(&seen).count(),
+            wanted.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop_consuming.store(true, Ordering::Release);
+    consumer.join().expect("consumer thread");
+    let deliveries = deliveries.lock().unwrap().clone();
+    for p in 0..partitions {
+        let mine: Vec<(i64, String)> = deliveries
+            .iter()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, o, k)| (*o, k.clone()))
+            .collect();
+        let mut acked: Vec<Acked> = expected.remove(&p).unwrap_or_default();
+        acked.sort_by_key(|a| a.seq);
+        check_partition(p, &mine, &acked);
+    }
+}
+
+/// SIGSTOP the leader of a partition while it holds acknowledged (acks=1) data not yet in the
+/// bucket, until its lease expires and another broker takes the partition; then SIGCONT it.
+/// It steps down: a produce sent straight to it is refused with NOT_LEADER_OR_FOLLOWER, its
+/// pending upload is fenced, and the log (read through the new leader) continues without a
+/// fork: the records written through the new leader follow the recorded prefix, and nothing
+/// the paused broker held or was sent afterwards appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_fenced_and_steps_down() {
+    let mut cluster = Cluster::start("zombie", &[1, 2, 3], &[]);
+    let (topic, partitions) = ("paused", 3);
+    create_topic(&cluster.bootstrap(1), topic, partitions, &[]).await;
+    let placed = wait_for_leaders(
+        &cluster.bootstrap(1),
+        topic,
+        partitions,
+        &[1, 2, 3],
+        Duration::from_secs(20),
+    );
+    let victim = placed[&0];
+    // Recorded data first (acks=all), through any broker.
+    produce_keyed(
+        &cluster.bootstrap_all(),
+        topic,
+        partitions,
+        0..300,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    )
+    .await;
+    // Restart the victim with slow uploads, then give it acks=1 data it will not upload in time.
+    cluster.brokers.get_mut(&victim).unwrap().stop();
+    cluster.brokers.remove(&victim);
+    cluster.add(victim, &[("SILT_TIERING__WAL_MAX_DELAY_MS", "30000")]);
+    // The controller gives the rejoined broker its share again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let victim_partition = loop {
+        let placed = leaders(&cluster.bootstrap_all(), topic);
+        if let Some((p, _)) = placed.iter().find(|(_, l)| **l == victim) {
+            break *p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {victim} leads no partition again: {placed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let unrecorded: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_all())
+        .set("acks", "1")
+        .create()
+        .unwrap();
+    for i in 0..50 {
+        unrecorded
+            .send(
+                FutureRecord::to(topic)
+                    .partition(victim_partition)
+                    .key(&format!("zombie-{i}"))
+                    .payload("held by the paused leader"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acks=1 acknowledged by the leader");
+    }
+    let pid = cluster.brokers[&victim].pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Its lease expires and another broker takes the partition over.
+    let others: Vec<i32> = [1, 2, 3].into_iter().filter(|n| *n != victim).collect();
+    let others_bootstrap = others
+        .iter()
+        .map(|n| cluster.bootstrap(*n))
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_for_leaders(
+        &others_bootstrap,
+        topic,
+        partitions,
+        &others,
+        Duration::from_secs(30),
+    );
+    produce_keyed_to(&others_bootstrap, topic, victim_partition, "after", 0..100).await;
+    assert!(std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The resumed broker refuses the partition's writes at once. (Later it registers again
+    // and the controller may give it a partition again, after a takeover: writes it accepts
+    // then must be in the log, and those it refused must not.)
+    let first = raw_produce(&cluster.bootstrap(victim), topic, victim_partition, 1000);
+    assert_eq!(first, 6, "NOT_LEADER_OR_FOLLOWER right after SIGCONT");
+    let mut raw = vec![(1000, first)];
+    for round in 1..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let key = 1000 + round;
+        raw.push((
+            key,
+            raw_produce(&cluster.bootstrap(victim), topic, victim_partition, key),
+        ));
+    }
+    let raw_acked: HashSet<String> = raw
+        .iter()
+        .filter(|(_, code)| *code == 0)
+        .map(|(k, _)| format!("k{k}"))
+        .collect();
+    // More writes through the new leader, after the paused one had every chance to commit.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_keyed_to(
+        &others_bootstrap,
+        topic,
+        victim_partition,
+        "after",
+        100..150,
+    )
+    .await;
+
+    let got = consume_all(
+        &others_bootstrap,
+        topic,
+        partitions,
+        300 + 150 + raw_acked.len(),
+        Duration::from_secs(60),
+    );
+    let mine: Vec<_> = got
+        .iter()
+        .filter(|g| g.partition == victim_partition)
+        .collect();
+    let keys: Vec<String> = mine
+        .iter()
+        .map(|g| String::from_utf8_lossy(g.key.as_deref().unwrap()).to_string())
+        .collect();
+    for (i, g) in mine.iter().enumerate() {
+        assert_eq!(g.offset, i as i64, "offsets are contiguous");
+    }
+    assert_eq!(
+        keys.len(),
+        100 + 150 + raw_acked.len(),
+        "recorded prefix plus everything acknowledged after: {keys:?}"
+    );
+    assert!(
+        keys.iter().all(|k| !k.starts_with("zombie")),
+        "nothing the paused leader held unrecorded became visible: {keys:?}"
+    );
+    let raw_seen: HashSet<String> = keys
+        .iter()
+        .filter(|k| k.starts_with('k') && !k.starts_with("key-"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        raw_seen, raw_acked,
+        "exactly the direct writes it acknowledged: {raw:?}"
+    );
+    let after: Vec<&String> = keys.iter().filter(|k| k.starts_with("after")).collect();
+    let expected: Vec<String> = (0..150).map(|i| format!("after-{i}")).collect();
+    assert_eq!(
+        after.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let log = cluster.brokers[&victim].log();
+    assert!(
+        log.contains("stepping down") || log.contains("stepped down"),
+        "the paused broker noticed it lost the partition"
+    );
+}
+
+/// Produces keys `{prefix}-{i}` to one partition with an idempotent acks=all producer.
+async fn produce_keyed_to(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap();
+    for i in range {
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(partition)
+                    .key(&format!("{prefix}-{i}"))
+                    .payload("v"),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged");
+    }
+}
+
+/// One acks=1 Produce of one record with key `k{key}`, sent straight to `addr` (no metadata,
+/// no retries); its error code (-1: no answer).
+fn raw_produce(addr: &str, topic: &str, partition: i32, key: i32) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let batch = silt_e2e::records::batch(silt_e2e::records::BatchSpec {
+        first_sequence: key,
+        ..Default::default()
+    });
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    match silt_e2e::raw::call(addr, 9, &request) {
+        Ok(r) => r.responses[0].partition_responses[0].error_code,
+        Err(_) => -1,
+    }
+}
