@@ -342,29 +342,36 @@ async fn three_brokers_share_partitions_and_survive_sigkill_of_a_leader() {
     );
 
     // Everything acknowledged (warm-up included) reaches the group consumer.
-    let mut expected: HashMap<i32, Vec<Acked>> = HashMap::new();
-    for (p, records) in silt_e2e::kafka::by_partition(&got) {
-        for r in records {
-            let seq = String::from_utf8_lossy(r.key.as_deref().unwrap())
+    let mut all = warmed_up(&got);
+    all.extend(acked);
+    verify_group_consumption(partitions, &all, &deliveries, stop_consuming, consumer);
+}
+
+/// Records `0..n` of `produce_keyed` as read back: acknowledged, at these offsets.
+fn warmed_up(got: &[silt_e2e::kafka::Got]) -> Vec<Acked> {
+    got.iter()
+        .map(|r| Acked {
+            seq: String::from_utf8_lossy(r.key.as_deref().unwrap())
                 .trim_start_matches("key-")
                 .parse()
-                .unwrap();
-            expected.entry(p).or_default().push(Acked {
-                seq,
-                partition: p,
-                offset: r.offset,
-                at: killed_at,
-            });
-        }
-    }
-    for a in &acked {
-        expected.entry(a.partition).or_default().push(*a);
-    }
-    let wanted: HashSet<(i32, i64)> = expected
-        .values()
-        .flatten()
-        .map(|a| (a.partition, a.offset))
-        .collect();
+                .unwrap(),
+            partition: r.partition,
+            offset: r.offset,
+            at: Instant::now(),
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the group consumer got every acknowledged record, stops it, and
+/// checks each partition with [`check_partition`].
+fn verify_group_consumption(
+    partitions: i32,
+    acked: &[Acked],
+    deliveries: &Deliveries,
+    stop_consuming: Arc<AtomicBool>,
+    consumer: std::thread::JoinHandle<()>,
+) {
+    let wanted: HashSet<(i32, i64)> = acked.iter().map(|a| (a.partition, a.offset)).collect();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let seen: HashSet<(i32, i64)> = deliveries
@@ -387,16 +394,88 @@ async fn three_brokers_share_partitions_and_survive_sigkill_of_a_leader() {
     stop_consuming.store(true, Ordering::Release);
     consumer.join().expect("consumer thread");
     let deliveries = deliveries.lock().unwrap().clone();
+    let mut by_partition: HashMap<i32, Vec<Acked>> = HashMap::new();
+    for a in acked {
+        by_partition.entry(a.partition).or_default().push(*a);
+    }
     for p in 0..partitions {
         let mine: Vec<(i64, String)> = deliveries
             .iter()
             .filter(|(q, _, _)| *q == p)
             .map(|(_, o, k)| (*o, k.clone()))
             .collect();
-        let mut acked: Vec<Acked> = expected.remove(&p).unwrap_or_default();
+        let mut acked = by_partition.remove(&p).unwrap_or_default();
         acked.sort_by_key(|a| a.seq);
         check_partition(p, &mine, &acked);
     }
+}
+
+/// Rolling restart under steady idempotent acks=all load with a group consumer: each broker in
+/// turn is stopped with SIGTERM (it flushes and revokes its lease; the controller hands its
+/// partitions to the others) and started again (it gets its share back). The producer never
+/// sees a non-retriable error, and every acknowledged record is consumed once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_nothing() {
+    let mut cluster = Cluster::start("rolling", &[1, 2, 3], &[]);
+    let (topic, partitions) = ("rolling", 6);
+    create_topic(&cluster.bootstrap(2), topic, partitions, &[]).await;
+    wait_for_leaders(
+        &cluster.bootstrap(1),
+        topic,
+        partitions,
+        &[1, 2, 3],
+        Duration::from_secs(20),
+    );
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let stop_consuming = Arc::new(AtomicBool::new(false));
+    let (deliveries, consumer) = group_consumer(
+        cluster.bootstrap_all(),
+        topic.to_string(),
+        "rolling-group".to_string(),
+        stop_consuming.clone(),
+    );
+    let producer = tokio::spawn(steady_producer(
+        cluster.bootstrap_all(),
+        topic.to_string(),
+        partitions,
+        0,
+        stop_producing.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in [1, 2, 3] {
+        let b = cluster.brokers.get_mut(&node).unwrap();
+        let stopped = Instant::now();
+        assert!(
+            b.stop().is_some_and(|s| s.success()),
+            "broker {node} exits cleanly"
+        );
+        b.restart();
+        println!(
+            "rolling restart: broker {node} stopped and ready again in {:?}",
+            stopped.elapsed()
+        );
+        // Wait until the restarted broker leads partitions again before the next one goes.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !leaders(&cluster.bootstrap_all(), topic)
+            .values()
+            .any(|l| *l == node)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "broker {node} got no partitions back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    stop_producing.store(true, Ordering::Release);
+    let (acked, failed) = producer.await.expect("producer task");
+    println!(
+        "rolling restart: {} records acknowledged, {failed} failed",
+        acked.len()
+    );
+    assert_eq!(failed, 0, "the producer saw only retriable errors");
+    verify_group_consumption(partitions, &acked, &deliveries, stop_consuming, consumer);
 }
 
 /// SIGSTOP the leader of a partition while it holds acknowledged (acks=1) data not yet in the
