@@ -343,6 +343,12 @@ impl Broker {
             logs_dir,
             descriptor_seq: Arc::default(),
         });
+        let weak = Arc::downgrade(&broker);
+        broker.tier.set_partitions(Box::new(move || {
+            weak.upgrade()
+                .map(|b| b.all_partitions())
+                .unwrap_or_default()
+        }));
         if clustered {
             let weak = Arc::downgrade(&broker);
             broker.groups.set_placement(Arc::new(move |g: &str| {
@@ -409,8 +415,11 @@ impl Broker {
 
     /// Brings the local topics in line with the catalog's `records` (topics created, altered,
     /// grown or deleted through other brokers). New partitions are not led until taken over.
-    pub(crate) async fn sync_topics(&self, records: &[TopicRecord]) -> anyhow::Result<()> {
+    pub(crate) async fn sync_topics(&self) -> anyhow::Result<()> {
+        // Read under the admin lock: a topic being created here is not mistaken for deleted.
         let _admin = self.admin.lock().await;
+        let records = self.catalog.topics().await?;
+        let records = &records;
         let mut changed = false;
         let known: std::collections::HashSet<TopicId> = records.iter().map(|r| r.id).collect();
         let gone: Vec<Arc<Topic>> = self

@@ -256,9 +256,8 @@ async fn round(broker: &Arc<Broker>) -> anyhow::Result<()> {
 /// Brings the local topics and leadership in line with the catalog; returns the partition
 /// records read.
 async fn follow(broker: &Arc<Broker>) -> anyhow::Result<Vec<VersionedPartition>> {
-    let records = broker.catalog.topics().await?;
+    broker.sync_topics().await?;
     let partitions = broker.catalog.all_partitions().await?;
-    broker.sync_topics(&records).await?;
     let me = broker.node_id;
     let mut takeovers: Vec<(Arc<Partition>, VersionedPartition)> = Vec::new();
     for v in &partitions {
@@ -359,7 +358,9 @@ async fn place_groups(broker: &Arc<Broker>) {
         Ok(ids) => {
             for id in ids.iter().filter(|id| owns(id)) {
                 if let Err(error) = broker.groups.load(id).await {
-                    tracing::warn!(group = %id, %error, "loading a gained group failed; it is answered from the store on its next request");
+                    // Not answering for it yet: it would answer without its offsets.
+                    tracing::warn!(group = %id, %error, "loading a gained group failed; placement unchanged until it loads");
+                    return;
                 }
             }
         }

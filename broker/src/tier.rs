@@ -19,7 +19,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use silt_metadata::catalog::{Catalog, CommitRecord, PartitionRecord, WalExtent};
-use silt_metadata::{NodeId, Offset, TopicId};
+use silt_metadata::{LeaderEpoch, NodeId, Offset, TopicId};
 use silt_tiering::manifest::{Manifest, SegmentRef};
 use silt_tiering::read::{ReadConfig, TieredReader};
 use silt_tiering::segment::SegmentWriter;
@@ -176,6 +176,10 @@ pub struct Tier {
     graveyard: Mutex<Vec<(Instant, Path)>>,
     cache_seen: Mutex<(u64, u64)>,
     pub cancel: CancellationToken,
+    /// Every partition this broker has open (set by the broker), for stepping down those that
+    /// moved when this broker adopts a new assignment version.
+    #[allow(clippy::type_complexity)]
+    partitions: std::sync::OnceLock<Box<dyn Fn() -> Vec<Arc<Partition>> + Send + Sync>>,
 }
 
 impl Tier {
@@ -224,6 +228,7 @@ impl Tier {
             graveyard: Mutex::default(),
             cache_seen: Mutex::default(),
             cancel: CancellationToken::new(),
+            partitions: std::sync::OnceLock::new(),
         }))
     }
 
@@ -236,6 +241,43 @@ impl Tier {
     /// led earlier in this run): they fail and are re-committed only for partitions still led.
     pub async fn fence_own_commits(&self) -> silt_metadata::Result<()> {
         let version = self.catalog.bump_assignment_version(self.node).await?;
+        self.adopt_assignment(version).await
+    }
+
+    /// Sets how to list every partition open on this broker.
+    pub fn set_partitions(&self, f: Box<dyn Fn() -> Vec<Arc<Partition>> + Send + Sync>) {
+        let _ = self.partitions.set(f);
+    }
+
+    /// Commits from now on use assignment version `version` (read before this call). First,
+    /// every partition led here whose record (read now, after the version) names another
+    /// leader or epoch is stepped down: a move this broker has not noticed yet must not let
+    /// its later data be committed under the new version.
+    async fn adopt_assignment(&self, version: u64) -> silt_metadata::Result<()> {
+        let records: HashMap<(TopicId, i32), PartitionRecord> = self
+            .catalog
+            .all_partitions()
+            .await?
+            .into_iter()
+            .map(|v| ((v.topic_id, v.partition), v.record))
+            .collect();
+        let mut stepped = 0;
+        for p in self.partitions.get().map(|f| f()).unwrap_or_default() {
+            let Some(epoch) = p.leader_term() else {
+                continue;
+            };
+            let still = records
+                .get(&(p.topic_id, p.index))
+                .is_some_and(|r| r.leader == self.node && r.leader_epoch == epoch);
+            if !still {
+                p.set_leading(false);
+                stepped += 1;
+                tracing::info!(topic = %p.topic, partition = p.index, "stepped down: the partition moved (found while adopting a new assignment version)");
+            }
+        }
+        if stepped > 0 {
+            self.notify_recorded();
+        }
         self.assignment.fetch_max(version, Ordering::AcqRel);
         Ok(())
     }
@@ -474,6 +516,18 @@ impl Tier {
         let mut fenced_rounds = 0;
         loop {
             let assignment = self.assignment.load(Ordering::Acquire);
+            // Only data of partitions still led here in the epoch it was written in (checked
+            // after reading the version: a step-down comes before any fence of this broker).
+            record.extents.retain(|e| {
+                buffered
+                    .partitions
+                    .get(&(e.topic_id, e.partition))
+                    .is_some_and(|p| p.leading_in(e.epoch.0))
+            });
+            if record.extents.is_empty() {
+                self.uploads.release(data_bytes as usize);
+                return;
+            }
             match self
                 .catalog
                 .commit_wal_object(self.node, assignment, &commit_key, &record)
@@ -488,7 +542,9 @@ impl Tier {
                     match self.still_led(&record.extents, &buffered.partitions).await {
                         Ok((assignment, kept)) if fenced_rounds <= 8 => {
                             tracing::warn!(%commit_key, %reason, kept = kept.len(), dropped = record.extents.len() - kept.len(), "WAL object commit fenced; committing the extents of partitions still led here again");
-                            self.assignment.store(assignment, Ordering::Release);
+                            if let Err(error) = self.adopt_assignment(assignment).await {
+                                tracing::warn!(%commit_key, %error, "reading partition records failed; retrying");
+                            }
                             record.extents = kept;
                             if record.extents.is_empty() {
                                 self.uploads.release(data_bytes as usize);
@@ -554,6 +610,11 @@ impl Tier {
 
     /// One pass over a partition: archive sealed segments, apply retention, evict local copies.
     pub async fn archive(&self, p: &Arc<Partition>) -> anyhow::Result<()> {
+        // The term this pass works for: manifest moves are checked against it, so a pass that
+        // outlives this broker's leadership (even one regained later) cannot move the pointer.
+        let Some(epoch) = p.leader_term() else {
+            return Ok(());
+        };
         let config = p.config();
         let (unarchived, oldest, count) = p.unarchived();
         let tail_too_old = oldest
@@ -566,10 +627,11 @@ impl Tier {
             let Some((base, end, file, size)) = p.archivable() else {
                 break;
             };
-            self.archive_segment(p, base, end, file, size).await?;
+            self.archive_segment(p, epoch, base, end, file, size)
+                .await?;
         }
         if config.deletes_by_retention() {
-            self.apply_retention(p, config.retention_ms, config.retention_bytes)
+            self.apply_retention(p, epoch, config.retention_ms, config.retention_bytes)
                 .await?;
         }
         let evicted = p.evict_local(
@@ -586,12 +648,12 @@ impl Tier {
     async fn archive_segment(
         &self,
         p: &Arc<Partition>,
+        epoch: LeaderEpoch,
         base: i64,
         end: i64,
         file: Arc<std::fs::File>,
         size: u64,
     ) -> anyhow::Result<()> {
-        let epoch = p.leader_epoch();
         let key = layout::segment_key(p.topic_id, p.index, Offset(base), Offset(end), epoch);
         let (object_len, max_timestamp) = self.upload_segment(&key, base, file, size).await?;
         let producers = p.producer_snapshot_at(end)?;
@@ -610,7 +672,7 @@ impl Tier {
         });
         next.epoch_history = p.record().epoch_history;
         next.producers = Some(producers);
-        if let Err(error) = self.commit_manifest(p, &current, next).await {
+        if let Err(error) = self.commit_manifest(p, epoch, &current, next).await {
             self.bury(key);
             return Err(error);
         }
@@ -714,6 +776,7 @@ impl Tier {
     async fn commit_manifest(
         &self,
         p: &Arc<Partition>,
+        epoch: LeaderEpoch,
         current: &Manifest,
         mut next: Manifest,
     ) -> anyhow::Result<()> {
@@ -726,7 +789,6 @@ impl Tier {
                 return Err(error).context("write manifest");
             }
         };
-        let epoch = p.leader_epoch();
         let manifest_end = next.end();
         let log_start = next.log_start;
         let updated = self
@@ -767,6 +829,7 @@ impl Tier {
     async fn apply_retention(
         &self,
         p: &Arc<Partition>,
+        epoch: LeaderEpoch,
         retention_ms: i64,
         retention_bytes: i64,
     ) -> anyhow::Result<()> {
@@ -801,7 +864,7 @@ impl Tier {
         next.seq = current.seq + 1;
         next.epoch = p.leader_epoch();
         next.log_start = Offset(new_start.max(current.log_start.0));
-        self.commit_manifest(p, &current, next).await?;
+        self.commit_manifest(p, epoch, &current, next).await?;
         for seg in dropped {
             tracing::info!(topic = %p.topic, partition = p.index, base = seg.base.0, end = seg.end.0, "retention dropped segment object");
             self.reader.forget(&seg.key);

@@ -284,6 +284,12 @@ impl Partition {
         self.lock().leading = leading;
     }
 
+    /// The leader epoch this broker leads the partition in, if it does.
+    pub fn leader_term(&self) -> Option<LeaderEpoch> {
+        let log = self.lock();
+        log.leading.then_some(log.record.leader_epoch)
+    }
+
     /// Whether this broker still leads the partition in leader epoch `epoch`.
     pub fn leading_in(&self, epoch: i32) -> bool {
         let log = self.lock();
