@@ -350,6 +350,7 @@ impl Broker {
                 .unwrap_or_default()
         }));
         if clustered {
+            broker.tier.set_clustered();
             let weak = Arc::downgrade(&broker);
             broker.groups.set_placement(Arc::new(move |g: &str| {
                 weak.upgrade().is_none_or(|b| b.coordinates(g))

@@ -225,7 +225,9 @@ async fn next_event(watch: &mut Option<mpsc::Receiver<silt_metadata::WatchEvent>
 
 /// One round: follow the catalog, place groups, run the controller if elected.
 async fn round(broker: &Arc<Broker>) -> anyhow::Result<()> {
-    let partitions = follow(broker).await?;
+    // A broker that cannot follow (a partition that will not open, say) still runs its
+    // controller duties: the others' orphans must not wait on this broker's trouble.
+    let followed = follow(broker).await;
     place_groups(broker).await;
     let lease = broker.membership.lease();
     let controller = broker
@@ -233,8 +235,18 @@ async fn round(broker: &Arc<Broker>) -> anyhow::Result<()> {
         .campaign_controller(broker.node_id, lease)
         .await?;
     if controller != broker.node_id {
-        return Ok(());
+        return followed.map(|_| ());
     }
+    let partitions = match followed {
+        Ok(partitions) => partitions,
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "following the cluster's metadata failed; retrying"
+            );
+            broker.catalog.all_partitions().await?
+        }
+    };
     let live = broker.membership.refresh_live().await?;
     let changes = plan(&partitions, &live, MAX_REBALANCE_MOVES);
     if changes.is_empty() {

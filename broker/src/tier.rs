@@ -161,6 +161,10 @@ impl StoreObserver for StoreMetrics {
     }
 }
 
+/// Attempts at one WAL object's commit before a broker in a cluster gives its partitions up
+/// (with the 2 s backoff cap, about two minutes).
+const COMMIT_ATTEMPTS: u32 = 64;
+
 pub struct Tier {
     pub store: Arc<dyn ObjectStore>,
     pub reader: Arc<TieredReader>,
@@ -180,6 +184,7 @@ pub struct Tier {
     /// moved when this broker adopts a new assignment version.
     #[allow(clippy::type_complexity)]
     partitions: std::sync::OnceLock<Box<dyn Fn() -> Vec<Arc<Partition>> + Send + Sync>>,
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 impl Tier {
@@ -229,6 +234,7 @@ impl Tier {
             cache_seen: Mutex::default(),
             cancel: CancellationToken::new(),
             partitions: std::sync::OnceLock::new(),
+            clustered: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -247,6 +253,12 @@ impl Tier {
     /// Sets how to list every partition open on this broker.
     pub fn set_partitions(&self, f: Box<dyn Fn() -> Vec<Arc<Partition>> + Send + Sync>) {
         let _ = self.partitions.set(f);
+    }
+
+    /// Other brokers can take partitions over: a commit that cannot be resolved steps its
+    /// partitions down (instead of retrying until shutdown, the only way on one node).
+    pub fn set_clustered(&self) {
+        self.clustered.store(true, Ordering::Release);
     }
 
     /// Commits from now on use assignment version `version` (read before this call). First,
@@ -359,6 +371,18 @@ impl Tier {
                 e.topic_id == p.topic_id && e.partition == p.index && e.end().0 > archived_end
             })
             .collect();
+        // An extent that starts where a later epoch had already begun was written by a leader
+        // that had been replaced (fencing keeps such commits out; this is the second guard).
+        tail.retain(|(object, e)| {
+            let stale = record
+                .epoch_history
+                .iter()
+                .any(|h| h.epoch > e.epoch && h.start_offset <= e.first);
+            if stale {
+                tracing::warn!(topic = %p.topic, partition = p.index, %object, epoch = e.epoch.0, first = e.first.0, "ignoring a recorded extent of a replaced leader");
+            }
+            !stale
+        });
         tail.sort_by_key(|(_, e)| e.first);
         let mut recorded_end = archived_end;
         for (_, e) in &tail {
@@ -514,7 +538,23 @@ impl Tier {
         };
         let mut backoff = Duration::from_millis(20);
         let mut fenced_rounds = 0;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
+            if attempts > COMMIT_ATTEMPTS && self.clustered.load(Ordering::Acquire) {
+                // Unresolved (the store keeps failing, or the outcome stays unknown): step down
+                // from these partitions rather than acknowledge or reuse anything. Takeover
+                // fences this broker's commits and reads the truth before serving again.
+                tracing::error!(%commit_key, attempts, "WAL object commit unresolved; stepping down from its partitions");
+                for e in &record.extents {
+                    if let Some(p) = buffered.partitions.get(&(e.topic_id, e.partition)) {
+                        p.set_leading(false);
+                    }
+                }
+                self.uploads.release(data_bytes as usize);
+                self.notify_recorded();
+                return;
+            }
             let assignment = self.assignment.load(Ordering::Acquire);
             // Only data of partitions still led here in the epoch it was written in (checked
             // after reading the version: a step-down comes before any fence of this broker).

@@ -179,6 +179,8 @@ pub struct Coordinator {
     /// Which groups this coordinator answers for (`None`: every group).
     #[allow(clippy::type_complexity)]
     placement: std::sync::RwLock<Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>>,
+    /// Groups given up to another coordinator: a write still queued for one fails.
+    given_up: Mutex<HashSet<String>>,
 }
 
 impl Coordinator {
@@ -211,6 +213,7 @@ impl Coordinator {
             flush_wake: Arc::new(Notify::new()),
             revisions: Mutex::new(HashMap::new()),
             placement: std::sync::RwLock::new(None),
+            given_up: Mutex::new(HashSet::new()),
         });
         for kv in store.list(GROUPS_PREFIX).await? {
             let id = kv.key[GROUPS_PREFIX.len()..].to_string();
@@ -241,6 +244,7 @@ impl Coordinator {
         }
         let g = Arc::new(Mutex::new(new_group(id)));
         groups.insert(id.to_string(), g.clone());
+        self.given_up.lock().expect("given-up lock").remove(id);
         Some(g)
     }
 
@@ -274,6 +278,10 @@ impl Coordinator {
             let mut group = new_group(group_id);
             group.offsets = offsets;
             groups.insert(group_id.to_string(), Arc::new(Mutex::new(group)));
+            self.given_up
+                .lock()
+                .expect("given-up lock")
+                .remove(group_id);
         }
         self.revisions
             .lock()
@@ -304,8 +312,10 @@ impl Coordinator {
                 .collect()
         };
         let mut revisions = self.revisions.lock().expect("revisions lock");
+        let mut given_up = self.given_up.lock().expect("given-up lock");
         for (id, group) in &lost {
             revisions.remove(id);
+            given_up.insert(id.clone());
             let mut g = group.lock().expect("group lock");
             g.state = State::Dead;
             for m in g.members.values_mut() {
@@ -873,6 +883,9 @@ impl Coordinator {
 
     /// Writes one group's offsets, conditional on the key being as this coordinator left it.
     async fn write_group(&self, id: &str) -> Result<(), GroupError> {
+        if self.given_up.lock().expect("given-up lock").contains(id) {
+            return Err(GroupError::NotCoordinator);
+        }
         let key = group_key(id);
         let revision = self
             .revisions
@@ -1352,6 +1365,52 @@ mod tests {
             2,
             "the fenced commit changed nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn a_group_moves_between_coordinators_with_its_offsets() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let entry = |offset| OffsetEntry {
+            offset,
+            leader_epoch: 0,
+            metadata: None,
+            commit_ms: 1,
+        };
+        let on_a = Arc::new(AtomicBool::new(true));
+        let a = Coordinator::start(store.clone(), settings()).await.unwrap();
+        let b = Coordinator::start(store.clone(), settings()).await.unwrap();
+        let placed = on_a.clone();
+        a.set_placement(Arc::new(move |_: &str| placed.load(Ordering::Acquire)));
+        let placed = on_a.clone();
+        b.set_placement(Arc::new(move |_: &str| !placed.load(Ordering::Acquire)));
+        a.commit("g", -1, "", None, vec![("t".into(), 0, entry(5))])
+            .await
+            .unwrap();
+        assert_eq!(
+            b.commit("g", -1, "", None, vec![("t".into(), 0, entry(6))])
+                .await,
+            Err(GroupError::NotCoordinator),
+            "b does not coordinate g yet"
+        );
+        // g moves to b: a gives it up, b loads it.
+        on_a.store(false, Ordering::Release);
+        assert_eq!(a.give_up_unowned(|_| false), 1);
+        assert_eq!(
+            a.commit("g", -1, "", None, vec![("t".into(), 0, entry(99))])
+                .await,
+            Err(GroupError::NotCoordinator)
+        );
+        assert!(a.offsets("g").is_none(), "a forgot the group");
+        b.load("g").await.unwrap();
+        assert_eq!(b.offsets("g").unwrap().get("t", 0).unwrap().offset, 5);
+        b.commit("g", -1, "", None, vec![("t".into(), 0, entry(7))])
+            .await
+            .unwrap();
+        let stored: GroupOffsets =
+            serde_json::from_slice(&store.get(&group_key("g")).await.unwrap().unwrap().value)
+                .unwrap();
+        assert_eq!(stored.get("t", 0).unwrap().offset, 7);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
