@@ -75,7 +75,7 @@ impl MetadataStore for LossyStore {
         let response = self.inner.txn(txn).await?;
         if touches && self.lose.load(Ordering::Acquire) {
             let n = self.lost.fetch_add(1, Ordering::AcqRel);
-            if !self.every_other.load(Ordering::Acquire) || n % 2 == 0 {
+            if !self.every_other.load(Ordering::Acquire) || n.is_multiple_of(2) {
                 return Err(Error::Unavailable("answer lost (injected)".into()));
             }
         }
