@@ -250,6 +250,18 @@ impl Tier {
         self.adopt_assignment(version).await
     }
 
+    /// Whether extent `e` of `p` may still be committed by this broker. In a cluster: only while
+    /// it leads `p` in the epoch the data was written in (any other term may have reused the
+    /// offsets). On one node nobody else writes: data re-queued after a restart carries the
+    /// epoch before it and is still this broker's.
+    fn still_ours(&self, p: &Partition, e: &WalExtent) -> bool {
+        if self.clustered.load(Ordering::Acquire) {
+            p.leading_in(e.epoch.0)
+        } else {
+            p.leading()
+        }
+    }
+
     /// Sets how to list every partition open on this broker.
     pub fn set_partitions(&self, f: Box<dyn Fn() -> Vec<Arc<Partition>> + Send + Sync>) {
         let _ = self.partitions.set(f);
@@ -327,9 +339,7 @@ impl Tier {
             };
             // Led here too: a takeover by this very broker steps the partition down before it
             // fences its own commits, so a partition being taken over again is never kept.
-            let here = partitions
-                .get(&key)
-                .is_some_and(|p| p.leading_in(e.epoch.0));
+            let here = partitions.get(&key).is_some_and(|p| self.still_ours(p, e));
             if epoch == Some(e.epoch) && here {
                 kept.push(e.clone());
             }
@@ -562,7 +572,7 @@ impl Tier {
                 buffered
                     .partitions
                     .get(&(e.topic_id, e.partition))
-                    .is_some_and(|p| p.leading_in(e.epoch.0))
+                    .is_some_and(|p| self.still_ours(p, e))
             });
             if record.extents.is_empty() {
                 self.uploads.release(data_bytes as usize);

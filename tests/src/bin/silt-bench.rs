@@ -11,7 +11,13 @@
 //! speed and at about 1 MB/s), and catch-up reads of evicted segments from the bucket with the
 //! read cache cold and warm.
 //!
-//! Usage: silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT] [--s3]
+//! With `--cluster` it starts etcd (Debian's etcd-server), moto and three brokers on loopback
+//! and reports: etcd's key count, write rate and database growth with 1,000 partitions under a
+//! steady load; p50/p99 produce latency at 1,000 records/s for acks=1 and acks=all; PUTs per
+//! GiB at full speed summed over the three brokers; and failover time (SIGKILL of a partition's
+//! leader under load to the first acknowledged produce on that partition).
+//!
+//! Usage: silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT] [--s3 | --cluster]
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::Consumer;
@@ -31,6 +37,7 @@ struct Args {
     records: usize,
     record_size: usize,
     s3: bool,
+    cluster: bool,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +45,7 @@ fn parse_args() -> Args {
         records: 200_000,
         record_size: 1024,
         s3: false,
+        cluster: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,9 +55,10 @@ fn parse_args() -> Args {
             "--record-size" => args.record_size = value().parse().expect("--record-size BYTES"),
             "--bin" => std::env::set_var("SILT_BIN", value()),
             "--s3" => args.s3 = true,
+            "--cluster" => args.cluster = true,
             "-h" | "--help" => {
                 eprintln!(
-                    "silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT] [--s3]"
+                    "silt-bench [--records N] [--record-size BYTES] [--bin PATH-TO-SILT] [--s3 | --cluster]"
                 );
                 std::process::exit(0);
             }
@@ -375,6 +384,217 @@ async fn s3_benchmark(args: &Args) -> serde_json::Value {
     })
 }
 
+/// etcd's own gauges and counters (its `/metrics` on the client port).
+fn etcd_metric(port: u16, name: &str) -> f64 {
+    let (_, text) = silt_e2e::http_get(port, "/metrics").expect("etcd metrics");
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Waits until every partition of `topic` has a leader.
+fn wait_for_leaders(bootstrap: &str, topic: &str, partitions: usize) {
+    let client = consumer(bootstrap);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(m) = client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            let led = m
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions())
+                .filter(|p| p.leader() >= 0)
+                .count();
+            if led == partitions {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: no leaders after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    consumer(bootstrap)
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata")
+        .topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .map_or(-1, |p| p.leader())
+}
+
+/// Three brokers on one etcd and one bucket: the metadata budget with 1,000 partitions, latency,
+/// PUTs/GiB and failover time.
+async fn cluster_benchmark(args: &Args) -> serde_json::Value {
+    let etcd = silt_e2e::EtcdServer::start();
+    let s3 = silt_e2e::S3Server::start();
+    let mut env = s3.env("bench");
+    env.push(("SILT_METADATA".into(), etcd.url("bench")));
+    let mut brokers: Vec<Silt> = (1..=3)
+        .map(|node| {
+            let node = node.to_string();
+            let mut all: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            all.push(("SILT_NODE_ID", &node));
+            Silt::start_with_env(&all)
+        })
+        .collect();
+    let bootstrap = brokers
+        .iter()
+        .map(Silt::bootstrap)
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // The metadata budget: 1,000 partitions, 2,000 records/s of 1 KiB spread over all of them.
+    let budget_partitions = 1000;
+    let created = Instant::now();
+    create_topic(&bootstrap, "budget", budget_partitions, &[]).await;
+    wait_for_leaders(&bootstrap, "budget", budget_partitions as usize);
+    let leaders_after = created.elapsed();
+    let (rev0, puts0, db0) = (
+        etcd_metric(etcd.port, "etcd_debugging_mvcc_current_revision"),
+        etcd_metric(etcd.port, "etcd_mvcc_put_total"),
+        etcd_metric(etcd.port, "etcd_mvcc_db_total_size_in_bytes"),
+    );
+    let load_secs = 30u64;
+    let started = Instant::now();
+    {
+        let producer = producer(&bootstrap, &[("acks", "1"), ("linger.ms", "5")]);
+        let payload = vec![b'b'; 1024];
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let mut outstanding = FuturesUnordered::new();
+        let mut i = 0usize;
+        while started.elapsed() < Duration::from_secs(load_secs) {
+            tick.tick().await;
+            for _ in 0..2 {
+                let record = FutureRecord::<(), [u8]>::to("budget")
+                    .partition((i % budget_partitions as usize) as i32)
+                    .payload(&payload);
+                outstanding.push(producer.send(record, Duration::from_secs(30)));
+                i += 1;
+            }
+            while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
+                r.expect("acknowledged");
+            }
+        }
+        while let Some(r) = outstanding.next().await {
+            r.expect("acknowledged");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let budget = serde_json::json!({
+        "partitions": budget_partitions,
+        "load": "2000 records/s of 1 KiB, acks=1, over all partitions",
+        "seconds": load_secs,
+        "leaders_assigned_s": (leaders_after.as_secs_f64() * 10.0).round() / 10.0,
+        "etcd_keys": etcd_metric(etcd.port, "etcd_debugging_mvcc_keys_total"),
+        "etcd_writes_per_s": ((etcd_metric(etcd.port, "etcd_debugging_mvcc_current_revision") - rev0) / secs).round(),
+        "etcd_puts_per_s": ((etcd_metric(etcd.port, "etcd_mvcc_put_total") - puts0) / secs).round(),
+        "etcd_db_bytes": etcd_metric(etcd.port, "etcd_mvcc_db_total_size_in_bytes"),
+        "etcd_db_growth_bytes_per_s": ((etcd_metric(etcd.port, "etcd_mvcc_db_total_size_in_bytes") - db0) / secs).round(),
+    });
+
+    // Latency at a fixed rate, through all three brokers.
+    create_topic(&bootstrap, "cl-latency", PARTITIONS, &[]).await;
+    wait_for_leaders(&bootstrap, "cl-latency", PARTITIONS as usize);
+    let steady_1 = latency_at_fixed_rate(&bootstrap, "cl-latency", "1", args.record_size).await;
+    let steady_all = latency_at_fixed_rate(&bootstrap, "cl-latency", "all", args.record_size).await;
+
+    // PUTs per GiB at full speed (acks=all), summed over the brokers.
+    create_topic(&bootstrap, "cl-puts", PARTITIONS, &[]).await;
+    wait_for_leaders(&bootstrap, "cl-puts", PARTITIONS as usize);
+    let sum = |brokers: &[Silt]| {
+        brokers
+            .iter()
+            .map(counters)
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let before = sum(&brokers);
+    let full = produce(&bootstrap, "cl-puts", "all", args).await;
+    let after = sum(&brokers);
+    let puts_per_gib =
+        ((after.0 - before.0) / ((after.1 - before.1) / (1u64 << 30) as f64)).round();
+
+    // Failover: 500 records/s (acks=all, idempotent) over 6 partitions; SIGKILL partition 0's
+    // leader; the time to the first acknowledgement on partition 0 after the kill.
+    create_topic(&bootstrap, "cl-failover", PARTITIONS, &[]).await;
+    wait_for_leaders(&bootstrap, "cl-failover", PARTITIONS as usize);
+    let acks: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (bootstrap, acks, stop) = (bootstrap.clone(), acks.clone(), stop.clone());
+        tokio::spawn(async move {
+            let producer = producer(
+                &bootstrap,
+                &[
+                    ("acks", "all"),
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "0"),
+                ],
+            );
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            let mut outstanding = FuturesUnordered::new();
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                tick.tick().await;
+                let record = FutureRecord::<(), [u8]>::to("cl-failover")
+                    .partition((i % PARTITIONS as usize) as i32)
+                    .payload(b"f".as_slice());
+                outstanding.push(producer.send(record, Duration::from_secs(60)));
+                i += 1;
+                while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
+                    if let Ok((p, _)) = r {
+                        acks.lock().unwrap().push((p, Instant::now()));
+                    }
+                }
+            }
+            while let Some(r) = outstanding.next().await {
+                if let Ok((p, _)) = r {
+                    acks.lock().unwrap().push((p, Instant::now()));
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let victim = leader_of(&bootstrap, "cl-failover", 0);
+    let killed = Instant::now();
+    brokers[(victim - 1) as usize].kill9();
+    let deadline = killed + Duration::from_secs(60);
+    let failover = loop {
+        let first = acks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, t)| *p == 0 && *t > killed)
+            .map(|(_, t)| *t)
+            .min();
+        if let Some(t) = first {
+            break Some(t - killed);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = load.await;
+    serde_json::json!({
+        "brokers": 3,
+        "metadata_budget": budget,
+        "steady_acks_1": steady_1,
+        "steady_acks_all": steady_all,
+        "produce_acks_all_full_speed": full,
+        "puts_per_gib_full_speed": puts_per_gib,
+        "failover_ms": failover.map(|d| d.as_millis() as u64),
+        "lease_ttl_ms": 3000,
+    })
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -393,6 +613,16 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = parse_args();
+    if args.cluster {
+        let line = serde_json::json!({
+            "records": args.records,
+            "record_bytes": args.record_size,
+            "client": "librdkafka",
+            "cluster": cluster_benchmark(&args).await,
+        });
+        println!("{line}");
+        return;
+    }
     if args.s3 {
         let line = serde_json::json!({
             "records": args.records,
