@@ -623,7 +623,7 @@ impl Broker {
                 partitions: Vec::new(),
             }));
         }
-        let leaders = self.leaders_for_new_partitions();
+        let leaders = self.leaders_for_new_partitions().await;
         match self.catalog.create_topic(&record, &leaders).await {
             Ok(()) => {}
             Err(silt_metadata::Error::TopicExists(n)) => return Err(CreateTopicError::Exists(n)),
@@ -733,7 +733,7 @@ impl Broker {
                     partitions: count,
                     ..t.clone()
                 },
-                &self.leaders_for_new_partitions(),
+                &self.leaders_for_new_partitions().await,
             )
             .await
             .map_err(|e| AdminError::Internal(e.to_string()))?;
@@ -767,9 +767,13 @@ impl Broker {
 
     /// Who leads new partitions: this broker alone, or in a cluster the live brokers in turn,
     /// the least-loaded first (the controller evens out the rest).
-    fn leaders_for_new_partitions(&self) -> Vec<NodeId> {
+    async fn leaders_for_new_partitions(&self) -> Vec<NodeId> {
         if !self.clustered() {
             return vec![self.node_id];
+        }
+        // A broker that joined a moment ago gets its share from the start.
+        if let Err(error) = self.membership.refresh_live().await {
+            tracing::debug!(%error, "reading the live brokers failed; using the last list");
         }
         let mut load: BTreeMap<NodeId, usize> =
             self.live_brokers().iter().map(|b| (b.node, 0)).collect();

@@ -247,7 +247,7 @@ impl Tier {
     /// led earlier in this run): they fail and are re-committed only for partitions still led.
     pub async fn fence_own_commits(&self) -> silt_metadata::Result<()> {
         let version = self.catalog.bump_assignment_version(self.node).await?;
-        self.adopt_assignment(version).await
+        self.adopt_assignment(version).await.map(|_| ())
     }
 
     /// Whether extent `e` of `p` may still be committed by this broker. In a cluster: only while
@@ -277,7 +277,10 @@ impl Tier {
     /// every partition led here whose record (read now, after the version) names another
     /// leader or epoch is stepped down: a move this broker has not noticed yet must not let
     /// its later data be committed under the new version.
-    async fn adopt_assignment(&self, version: u64) -> silt_metadata::Result<()> {
+    async fn adopt_assignment(
+        &self,
+        version: u64,
+    ) -> silt_metadata::Result<HashMap<(TopicId, i32), PartitionRecord>> {
         let records: HashMap<(TopicId, i32), PartitionRecord> = self
             .catalog
             .all_partitions()
@@ -303,7 +306,7 @@ impl Tier {
             self.notify_recorded();
         }
         self.assignment.fetch_max(version, Ordering::AcqRel);
-        Ok(())
+        Ok(records)
     }
 
     /// Wakes everything waiting on recorded prefixes (to re-check, e.g. after leadership moved).
@@ -311,40 +314,29 @@ impl Tier {
         self.recorded.send_modify(|v| *v += 1);
     }
 
-    /// After a fenced commit: the current assignment version (read first, so that any move
-    /// after this read fails the next commit again) and the extents whose partitions this
-    /// broker still leads in the extent's epoch.
+    /// After a fenced commit: reads the assignment version (first, so that any move after this
+    /// read fails the next commit again), adopts it (stepping down what moved), and returns the
+    /// extents whose partitions this broker still leads in the extent's epoch.
     async fn still_led(
         &self,
         extents: &[WalExtent],
         partitions: &HashMap<(TopicId, i32), Arc<Partition>>,
-    ) -> silt_metadata::Result<(u64, Vec<WalExtent>)> {
+    ) -> silt_metadata::Result<Vec<WalExtent>> {
         let assignment = self.catalog.assignment_version(self.node).await?;
-        let mut led = HashMap::new();
-        let mut kept = Vec::new();
-        for e in extents {
-            let key = (e.topic_id, e.partition);
-            let epoch = match led.get(&key) {
-                Some(epoch) => *epoch,
-                None => {
-                    let epoch = self
-                        .catalog
-                        .partition(e.topic_id, e.partition)
-                        .await?
-                        .filter(|v| v.record.leader == self.node)
-                        .map(|v| v.record.leader_epoch);
-                    led.insert(key, epoch);
-                    epoch
-                }
-            };
-            // Led here too: a takeover by this very broker steps the partition down before it
-            // fences its own commits, so a partition being taken over again is never kept.
-            let here = partitions.get(&key).is_some_and(|p| self.still_ours(p, e));
-            if epoch == Some(e.epoch) && here {
-                kept.push(e.clone());
-            }
-        }
-        Ok((assignment, kept))
+        let records = self.adopt_assignment(assignment).await?;
+        Ok(extents
+            .iter()
+            .filter(|e| {
+                let key = (e.topic_id, e.partition);
+                let led = records
+                    .get(&key)
+                    .is_some_and(|r| r.leader == self.node && r.leader_epoch == e.epoch);
+                // Led here too: a takeover by this very broker steps the partition down before
+                // it fences its own commits, so a partition being taken over is never kept.
+                led && partitions.get(&key).is_some_and(|p| self.still_ours(p, e))
+            })
+            .cloned()
+            .collect())
     }
 
     /// Rebuilds what the local disk lacks from the bucket and returns the range of local data
@@ -590,11 +582,8 @@ impl Tier {
                     // new assignment version; the rest never becomes visible.
                     fenced_rounds += 1;
                     match self.still_led(&record.extents, &buffered.partitions).await {
-                        Ok((assignment, kept)) if fenced_rounds <= 8 => {
+                        Ok(kept) if fenced_rounds <= 8 => {
                             tracing::warn!(%commit_key, %reason, kept = kept.len(), dropped = record.extents.len() - kept.len(), "WAL object commit fenced; committing the extents of partitions still led here again");
-                            if let Err(error) = self.adopt_assignment(assignment).await {
-                                tracing::warn!(%commit_key, %error, "reading partition records failed; retrying");
-                            }
                             record.extents = kept;
                             if record.extents.is_empty() {
                                 self.uploads.release(data_bytes as usize);

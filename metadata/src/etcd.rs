@@ -24,6 +24,9 @@ use tokio::sync::mpsc;
 pub const MAX_TXN_OPS: usize = 128;
 /// Keys read per page by [`MetadataStore::list`] (all pages at one revision).
 const LIST_PAGE: i64 = 1_000;
+/// Largest response accepted (tonic's default is 4 MiB): a page of commit records, each listing
+/// the extents of many partitions (tens of KiB with 1,000 partitions), is larger than that.
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// Events buffered per watch before the watcher counts as too far behind.
 const WATCH_CHANNEL: usize = 1024;
 
@@ -158,12 +161,19 @@ fn revision(header: Option<&etcd::ResponseHeader>) -> i64 {
     header.map(|h| h.revision()).unwrap_or_default()
 }
 
+impl EtcdMetadataStore {
+    fn kv(&self) -> etcd::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+}
+
 #[async_trait]
 impl MetadataStore for EtcdMetadataStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(self.key(key), None)
             .await
             .map_err(unavailable)?;
@@ -173,7 +183,7 @@ impl MetadataStore for EtcdMetadataStore {
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
         let full = self.key(prefix).into_bytes();
         let range_end = prefix_end(&full);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let mut out = Vec::new();
         let mut from = full;
         let mut at_revision = 0;
@@ -234,8 +244,7 @@ impl MetadataStore for EtcdMetadataStore {
             })
             .collect();
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(etcd::Txn::new().when(compares).and_then(ops))
             .await
             .map_err(|e| {

@@ -52,6 +52,24 @@ async fn lists_page_through_many_keys_at_one_revision() {
     assert!(listed.windows(2).all(|w| w[0].key < w[1].key));
 }
 
+/// Commit records with the extents of many partitions are tens of KiB each: a page of them is
+/// larger than gRPC's default 4 MiB response limit and must still list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_pages_larger_than_grpcs_default_limit() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd.url("large")).await;
+    for i in 0..40 {
+        store
+            .put(&format!("/big/{i:03}"), vec![b'x'; 200 * 1024])
+            .await
+            .unwrap();
+    }
+    let listed = store.list("/big/").await.unwrap();
+    assert_eq!(listed.len(), 40);
+    let bytes: usize = listed.iter().map(|kv| kv.value.len()).sum();
+    assert!(bytes > 4 << 20, "{bytes} bytes in one page");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_is_a_retriable_error_not_a_hang() {
     let mut etcd = EtcdServer::start();

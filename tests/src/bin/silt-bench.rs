@@ -428,6 +428,84 @@ fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
         .map_or(-1, |p| p.leader())
 }
 
+/// Failover: 500 records/s (acks=all, idempotent) over the 6 partitions of a new topic; SIGKILL
+/// partition 0's leader; the time to the first acknowledgement on partition 0 after the kill
+/// (`None`: none within `within`). The killed broker is started again afterwards.
+async fn failover(
+    brokers: &mut [Silt],
+    bootstrap: &str,
+    topic: &str,
+    within: Duration,
+) -> Option<Duration> {
+    create_topic(bootstrap, topic, PARTITIONS, &[]).await;
+    wait_for_leaders(bootstrap, topic, PARTITIONS as usize);
+    let acks: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (bootstrap, acks, stop, topic) = (
+            bootstrap.to_string(),
+            acks.clone(),
+            stop.clone(),
+            topic.to_string(),
+        );
+        tokio::spawn(async move {
+            let producer = producer(
+                &bootstrap,
+                &[
+                    ("acks", "all"),
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "0"),
+                    ("message.timeout.ms", "300000"),
+                ],
+            );
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            let mut outstanding = FuturesUnordered::new();
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                tick.tick().await;
+                let record = FutureRecord::<(), [u8]>::to(&topic)
+                    .partition((i % PARTITIONS as usize) as i32)
+                    .payload(b"f".as_slice());
+                outstanding.push(producer.send(record, Duration::from_secs(300)));
+                i += 1;
+                while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
+                    if let Ok((p, _)) = r {
+                        acks.lock().unwrap().push((p, Instant::now()));
+                    }
+                }
+            }
+            drop(outstanding);
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let victim = leader_of(bootstrap, topic, 0);
+    let killed = Instant::now();
+    // Node n is the n-th broker started.
+    let index = usize::try_from(victim - 1).expect("partition 0 has a leader");
+    brokers[index].kill9();
+    let deadline = killed + within;
+    let took = loop {
+        let first = acks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, t)| *p == 0 && *t > killed)
+            .map(|(_, t)| *t)
+            .min();
+        if let Some(t) = first {
+            break Some(t - killed);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = load.await;
+    brokers[index].restart();
+    took
+}
+
 /// Three brokers on one etcd and one bucket: the metadata budget with 1,000 partitions, latency,
 /// PUTs/GiB and failover time.
 async fn cluster_benchmark(args: &Args) -> serde_json::Value {
@@ -449,6 +527,15 @@ async fn cluster_benchmark(args: &Args) -> serde_json::Value {
         .map(Silt::bootstrap)
         .collect::<Vec<_>>()
         .join(",");
+
+    // Failover on a fresh cluster (small recorded tails).
+    let failover_fresh = failover(
+        &mut brokers,
+        &bootstrap,
+        "cl-failover",
+        Duration::from_secs(60),
+    )
+    .await;
 
     // The metadata budget: 1,000 partitions, 2,000 records/s of 1 KiB spread over all of them.
     let budget_partitions = 1000;
@@ -520,69 +607,15 @@ async fn cluster_benchmark(args: &Args) -> serde_json::Value {
     let puts_per_gib =
         ((after.0 - before.0) / ((after.1 - before.1) / (1u64 << 30) as f64)).round();
 
-    // Failover: 500 records/s (acks=all, idempotent) over 6 partitions; SIGKILL partition 0's
-    // leader; the time to the first acknowledgement on partition 0 after the kill.
-    create_topic(&bootstrap, "cl-failover", PARTITIONS, &[]).await;
-    wait_for_leaders(&bootstrap, "cl-failover", PARTITIONS as usize);
-    let acks: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>> = Default::default();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (bootstrap, acks, stop) = (bootstrap.clone(), acks.clone(), stop.clone());
-        tokio::spawn(async move {
-            let producer = producer(
-                &bootstrap,
-                &[
-                    ("acks", "all"),
-                    ("enable.idempotence", "true"),
-                    ("linger.ms", "0"),
-                ],
-            );
-            let mut tick = tokio::time::interval(Duration::from_millis(2));
-            let mut outstanding = FuturesUnordered::new();
-            let mut i = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                tick.tick().await;
-                let record = FutureRecord::<(), [u8]>::to("cl-failover")
-                    .partition((i % PARTITIONS as usize) as i32)
-                    .payload(b"f".as_slice());
-                outstanding.push(producer.send(record, Duration::from_secs(60)));
-                i += 1;
-                while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
-                    if let Ok((p, _)) = r {
-                        acks.lock().unwrap().push((p, Instant::now()));
-                    }
-                }
-            }
-            while let Some(r) = outstanding.next().await {
-                if let Ok((p, _)) = r {
-                    acks.lock().unwrap().push((p, Instant::now()));
-                }
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let victim = leader_of(&bootstrap, "cl-failover", 0);
-    let killed = Instant::now();
-    brokers[(victim - 1) as usize].kill9();
-    let deadline = killed + Duration::from_secs(60);
-    let failover = loop {
-        let first = acks
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, t)| *p == 0 && *t > killed)
-            .map(|(_, t)| *t)
-            .min();
-        if let Some(t) = first {
-            break Some(t - killed);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    let _ = load.await;
+    // Failover again with the 1,000 partitions' recorded tails (30 s of unarchived data): the
+    // survivors rebuild a third of them from WAL objects before serving.
+    let failover_loaded = failover(
+        &mut brokers,
+        &bootstrap,
+        "cl-failover-2",
+        Duration::from_secs(300),
+    )
+    .await;
     serde_json::json!({
         "brokers": 3,
         "metadata_budget": budget,
@@ -590,7 +623,8 @@ async fn cluster_benchmark(args: &Args) -> serde_json::Value {
         "steady_acks_all": steady_all,
         "produce_acks_all_full_speed": full,
         "puts_per_gib_full_speed": puts_per_gib,
-        "failover_ms": failover.map(|d| d.as_millis() as u64),
+        "failover_ms_fresh": failover_fresh.map(|d| d.as_millis() as u64),
+        "failover_ms_after_budget_load": failover_loaded.map(|d| d.as_millis() as u64),
         "lease_ttl_ms": 3000,
     })
 }
