@@ -244,7 +244,7 @@ impl Broker {
             for topic in topics.values() {
                 for p in &topic.partitions {
                     let (from, to) = tier
-                        .recover(p, &p.record(), &commits, true)
+                        .recover(p, &p.record(), &commits, true, &Default::default())
                         .await
                         .with_context(|| {
                             format!("recover {}-{} from the bucket", p.topic, p.index)

@@ -301,11 +301,18 @@ async fn follow(broker: &Arc<Broker>) -> anyhow::Result<Vec<VersionedPartition>>
         // Read after the fence: the records naming this broker were written together with the
         // losers' assignment versions, so no commit of theirs can land after this read.
         let commits = Arc::new(broker.catalog.commit_records().await?);
+        // Many partitions at once (a broker gone): read each WAL object's part once.
+        let wanted = takeovers
+            .iter()
+            .map(|(p, v)| ((p.topic_id, p.index), v.record.manifest_end.0))
+            .collect();
+        let prefetched =
+            Arc::new(crate::tier::Prefetched::read(&broker.tier.store, &commits, &wanted).await);
         let results: Vec<anyhow::Result<()>> = futures::stream::iter(takeovers)
             .map(|(p, v)| {
-                let commits = commits.clone();
+                let (commits, prefetched) = (commits.clone(), prefetched.clone());
                 async move {
-                    take_over(broker, &p, v, &commits)
+                    take_over(broker, &p, v, &commits, &prefetched)
                         .await
                         .map_err(|e| e.context(format!("take over {}-{}", p.topic, p.index)))
                 }
@@ -325,9 +332,13 @@ async fn take_over(
     p: &Arc<Partition>,
     v: VersionedPartition,
     commits: &[(String, CommitRecord)],
+    prefetched: &crate::tier::Prefetched,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (recorded_end, _) = broker.tier.recover(p, &v.record, commits, false).await?;
+    let (recorded_end, _) = broker
+        .tier
+        .recover(p, &v.record, commits, false, prefetched)
+        .await?;
     p.load_producers()?;
     let next = v.record.begin_term(broker.node_id, Offset(recorded_end));
     match broker
