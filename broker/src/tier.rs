@@ -16,6 +16,7 @@ use crate::config::TieringSettings;
 use crate::log::partition::{now_ms, Partition, PartitionError};
 use anyhow::Context;
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use silt_metadata::catalog::{Catalog, CommitRecord, PartitionRecord, WalExtent};
@@ -167,6 +168,9 @@ impl StoreObserver for StoreMetrics {
 pub struct Prefetched {
     ranges: HashMap<String, (u64, Bytes)>,
 }
+
+/// Extents of one partition's recorded tail read at the same time during recovery.
+const TAIL_READS: usize = 16;
 
 /// Upper bound on what one round of takeovers reads ahead.
 const PREFETCH_MAX_BYTES: u64 = 512 << 20;
@@ -482,25 +486,34 @@ impl Tier {
                 p.reset_local(archived_end)?;
                 archived_end
             };
-            let mut replayed = 0;
-            for (object, e) in &tail {
-                if e.end().0 <= from || e.first.0 > recorded_end {
-                    continue;
-                }
-                let range = e.start..e.start + e.len;
-                let bytes = match prefetched.slice(object, &range) {
-                    Some(bytes) => bytes,
-                    None => {
-                        let key = Path::from(*object);
+            // Read up to TAIL_READS extents at once (a tail can be hundreds of small extents),
+            // replay in order.
+            let wanted: Vec<(String, std::ops::Range<u64>)> = tail
+                .iter()
+                .filter(|(_, e)| e.end().0 > from && e.first.0 <= recorded_end)
+                .map(|(object, e)| (object.to_string(), e.start..e.start + e.len))
+                .collect();
+            let store = self.store.clone();
+            let mut reads = futures::stream::iter(wanted)
+                .map(|(object, range)| {
+                    let (store, ahead) = (store.clone(), prefetched.slice(&object, &range));
+                    async move {
+                        if let Some(bytes) = ahead {
+                            return Ok(bytes);
+                        }
+                        let key = Path::from(object.as_str());
                         with_retries("read WAL object", || {
-                            let (store, key, range) =
-                                (self.store.clone(), key.clone(), range.clone());
+                            let (store, key, range) = (store.clone(), key.clone(), range.clone());
                             async move { store.get_range(&key, range).await }
                         })
                         .await
-                        .with_context(|| format!("read {object}"))?
+                        .with_context(|| format!("read {object}"))
                     }
-                };
+                })
+                .buffered(TAIL_READS);
+            let mut replayed = 0;
+            while let Some(bytes) = reads.next().await {
+                let bytes = bytes?;
                 for (pos, h) in silt_tiering::batch::batches(&bytes) {
                     if h.last_offset() < from {
                         continue;

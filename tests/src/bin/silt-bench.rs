@@ -440,13 +440,16 @@ async fn failover(
     create_topic(bootstrap, topic, PARTITIONS, &[]).await;
     wait_for_leaders(bootstrap, topic, PARTITIONS as usize);
     let acks: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>> = Default::default();
+    let errors: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>> =
+        Default::default();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
-        let (bootstrap, acks, stop, topic) = (
+        let (bootstrap, acks, stop, topic, errors) = (
             bootstrap.to_string(),
             acks.clone(),
             stop.clone(),
             topic.to_string(),
+            errors.clone(),
         );
         tokio::spawn(async move {
             let producer = producer(
@@ -469,8 +472,11 @@ async fn failover(
                 outstanding.push(producer.send(record, Duration::from_secs(300)));
                 i += 1;
                 while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
-                    if let Ok((p, _)) = r {
-                        acks.lock().unwrap().push((p, Instant::now()));
+                    match r {
+                        Ok((p, _)) => acks.lock().unwrap().push((p, Instant::now())),
+                        Err((e, _)) => {
+                            *errors.lock().unwrap().entry(e.to_string()).or_default() += 1
+                        }
                     }
                 }
             }
@@ -502,6 +508,45 @@ async fn failover(
     };
     stop.store(true, std::sync::atomic::Ordering::Release);
     let _ = load.await;
+    if std::env::var("SILT_BENCH_TRACE").is_ok() {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            - killed.elapsed();
+        eprintln!(
+            "{topic}: killed broker {victim} at unix {:.3}, took {took:?}",
+            wall.as_secs_f64()
+        );
+        for (i, b) in brokers.iter().enumerate().filter(|(i, _)| *i != index) {
+            for l in b.log().lines().filter(|l| {
+                (l.contains(topic) && !l.contains("append failed"))
+                    || l.contains("controller")
+                    || l.contains("stepping down")
+            }) {
+                eprintln!("broker {}: {}", i + 1, &l[..l.len().min(300)]);
+            }
+        }
+    }
+    if took.is_none() {
+        eprintln!("{topic}: no acknowledgement on partition 0 within {within:?} of killing broker {victim}; producer errors: {:?}", errors.lock().unwrap());
+        for (i, b) in brokers.iter().enumerate().filter(|(i, _)| *i != index) {
+            let log = b.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    !l.contains("append failed")
+                        && (l.contains("WARN")
+                            || l.contains("ERROR")
+                            || l.contains(topic)
+                            || l.contains("controller"))
+                })
+                .collect();
+            eprintln!("---- broker {} ({} lines)", i + 1, lines.len());
+            for l in lines.iter().rev().take(40).rev() {
+                eprintln!("{}", &l[..l.len().min(400)]);
+            }
+        }
+    }
     brokers[index].restart();
     took
 }
@@ -528,14 +573,15 @@ async fn cluster_benchmark(args: &Args) -> serde_json::Value {
         .collect::<Vec<_>>()
         .join(",");
 
-    // Failover on a fresh cluster (small recorded tails).
-    let failover_fresh = failover(
-        &mut brokers,
-        &bootstrap,
-        "cl-failover",
-        Duration::from_secs(60),
-    )
-    .await;
+    // Failover on a fresh cluster (small recorded tails), three times (the killed broker comes
+    // back in between and gets its share again).
+    let mut failover_fresh = Vec::new();
+    for round in 0..3 {
+        let topic = format!("cl-failover-{round}");
+        let took = failover(&mut brokers, &bootstrap, &topic, Duration::from_secs(60)).await;
+        failover_fresh.push(took.map(|d| d.as_millis() as u64));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 
     // The metadata budget: 1,000 partitions, 2,000 records/s of 1 KiB spread over all of them.
     let budget_partitions = 1000;
@@ -612,7 +658,7 @@ async fn cluster_benchmark(args: &Args) -> serde_json::Value {
     let failover_loaded = failover(
         &mut brokers,
         &bootstrap,
-        "cl-failover-2",
+        "cl-failover-loaded",
         Duration::from_secs(300),
     )
     .await;
@@ -623,7 +669,7 @@ async fn cluster_benchmark(args: &Args) -> serde_json::Value {
         "steady_acks_all": steady_all,
         "produce_acks_all_full_speed": full,
         "puts_per_gib_full_speed": puts_per_gib,
-        "failover_ms_fresh": failover_fresh.map(|d| d.as_millis() as u64),
+        "failover_ms_fresh": failover_fresh,
         "failover_ms_after_budget_load": failover_loaded.map(|d| d.as_millis() as u64),
         "lease_ttl_ms": 3000,
     })
