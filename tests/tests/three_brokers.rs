@@ -697,3 +697,52 @@ fn raw_produce(addr: &str, topic: &str, partition: i32, key: i32) -> i16 {
         Err(_) => -1,
     }
 }
+
+/// Every broker killed with SIGKILL and every local disk wiped: the cluster comes back from
+/// etcd and the bucket alone with every record acknowledged with acks=all, and takes more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_comes_back_with_every_disk_wiped() {
+    let mut cluster = Cluster::start("wiped", &[1, 2, 3], &[]);
+    let (topic, partitions, n) = ("wiped", 6, 3_000);
+    create_topic(&cluster.bootstrap(1), topic, partitions, &[]).await;
+    wait_for_leaders(
+        &cluster.bootstrap(1),
+        topic,
+        partitions,
+        &[1, 2, 3],
+        Duration::from_secs(20),
+    );
+    let settings = [("acks", "all"), ("enable.idempotence", "true")];
+    produce_keyed(&cluster.bootstrap_all(), topic, partitions, 0..n, &settings).await;
+    for b in cluster.brokers.values_mut() {
+        b.kill9();
+        std::fs::remove_dir_all(&b.data_dir).expect("wipe the data dir");
+    }
+    for b in cluster.brokers.values_mut() {
+        b.restart();
+    }
+    let got = consume_all(
+        &cluster.bootstrap_all(),
+        topic,
+        partitions,
+        n,
+        Duration::from_secs(90),
+    );
+    check_keyed(&got, partitions, n);
+    produce_keyed(
+        &cluster.bootstrap_all(),
+        topic,
+        partitions,
+        n..n + 60,
+        &settings,
+    )
+    .await;
+    let got = consume_all(
+        &cluster.bootstrap_all(),
+        topic,
+        partitions,
+        n + 60,
+        Duration::from_secs(60),
+    );
+    check_keyed(&got, partitions, n + 60);
+}
