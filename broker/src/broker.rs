@@ -800,16 +800,10 @@ impl Broker {
     pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord, silt_metadata::Error> {
         let _admin = self.admin.lock().await;
         let record = self.catalog.delete_topic(name).await?;
-        let removed = self.topics.write().expect("topics lock").remove(name);
-        self.all_partitions();
-        if let Some(topic) = removed {
-            for p in &topic.partitions {
-                if let Err(error) = p.delete() {
-                    tracing::warn!(topic = name, %error, "removing deleted partition's files failed");
-                }
-            }
-            let _ = std::fs::remove_dir_all(self.logs_dir.join(record.id.to_string()));
+        if let Some(topic) = self.topic(name) {
+            self.remove_local_topic(&topic);
         }
+        self.all_partitions();
         self.publish_descriptor();
         let tier = self.tier.clone();
         let id = record.id;

@@ -395,23 +395,16 @@ impl Tier {
     /// After a fenced commit: reads the assignment version (first, so that any move after this
     /// read fails the next commit again), adopts it (stepping down what moved), and returns the
     /// extents whose partitions this broker still leads in the extent's epoch.
-    async fn still_led(
-        &self,
-        extents: &[WalExtent],
-        partitions: &HashMap<(TopicId, i32), Arc<Partition>>,
-    ) -> silt_metadata::Result<Vec<WalExtent>> {
+    async fn still_led(&self, extents: &[WalExtent]) -> silt_metadata::Result<Vec<WalExtent>> {
         let assignment = self.catalog.assignment_version(self.node).await?;
         let records = self.adopt_assignment(assignment).await?;
         Ok(extents
             .iter()
+            // (The local check, `still_ours`, runs before every commit attempt.)
             .filter(|e| {
-                let key = (e.topic_id, e.partition);
-                let led = records
-                    .get(&key)
-                    .is_some_and(|r| r.leader == self.node && r.leader_epoch == e.epoch);
-                // Led here too: a takeover by this very broker steps the partition down before
-                // it fences its own commits, so a partition being taken over is never kept.
-                led && partitions.get(&key).is_some_and(|p| self.still_ours(p, e))
+                records
+                    .get(&(e.topic_id, e.partition))
+                    .is_some_and(|r| r.leader == self.node && r.leader_epoch == e.epoch)
             })
             .cloned()
             .collect())
@@ -675,7 +668,7 @@ impl Tier {
                     // leads (in the epoch the data was written in) is committed again under the
                     // new assignment version; the rest never becomes visible.
                     fenced_rounds += 1;
-                    match self.still_led(&record.extents, &buffered.partitions).await {
+                    match self.still_led(&record.extents).await {
                         Ok(kept) if fenced_rounds <= 8 => {
                             tracing::warn!(%commit_key, %reason, kept = kept.len(), dropped = record.extents.len() - kept.len(), "WAL object commit fenced; committing the extents of partitions still led here again");
                             record.extents = kept;

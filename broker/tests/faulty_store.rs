@@ -2,10 +2,9 @@
 //! stays local (the HW does not move, the pending bound holds), and once it heals every
 //! appended record reaches a WAL object and becomes visible.
 
-use bytes::BytesMut;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+mod common;
+
+use common::{batch, wait_for};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use silt_broker::broker::Broker;
@@ -15,54 +14,8 @@ use silt_metadata::catalog::Catalog;
 use silt_metadata::EmbeddedMetadataStore;
 use silt_tiering::store::FaultyStore;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn batch(n: usize, tag: &str) -> Vec<u8> {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(
-                format!("{tag}-{i}-{}", "p".repeat(1000))
-                    .into_bytes()
-                    .into(),
-            ),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
-}
-
-async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
@@ -92,7 +45,7 @@ async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
         require_keys: false,
     };
     let append = |tag: &str| {
-        let mut bytes = batch(20, tag);
+        let mut bytes = batch(20, tag, &format!("-{}", "p".repeat(1000)));
         let batches = validate_record_set(&bytes, &limits).unwrap();
         p.append(&mut bytes, &batches, &broker.wal).unwrap()
     };

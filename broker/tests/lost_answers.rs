@@ -4,11 +4,10 @@
 //! and manifest-pointer moves racing across a leadership change never let the replaced
 //! leader's chain win.
 
+mod common;
+
 use async_trait::async_trait;
-use bytes::BytesMut;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use common::{batch, wait_for};
 use object_store::memory::InMemory;
 use silt_broker::broker::Broker;
 use silt_broker::config::Config;
@@ -21,7 +20,7 @@ use silt_metadata::{
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -99,48 +98,6 @@ impl MetadataStore for LossyStore {
     }
 }
 
-fn batch(n: usize, tag: &str) -> Vec<u8> {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(format!("{tag}-{i}").into_bytes().into()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.to_vec()
-}
-
-async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_with_a_lost_answer_is_not_acknowledged_until_read_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +124,7 @@ async fn a_commit_with_a_lost_answer_is_not_acknowledged_until_read_back() {
         require_keys: false,
     };
     let append = |tag: &str| {
-        let mut bytes = batch(20, tag);
+        let mut bytes = batch(20, tag, "");
         let batches = validate_record_set(&bytes, &limits).unwrap();
         p.append(&mut bytes, &batches, &broker.wal).unwrap()
     };

@@ -51,6 +51,19 @@ impl Cluster {
         self.brokers.insert(node, Silt::start_with_env(&all));
     }
 
+    /// Creates `topic` through broker 1 and waits until broker 3 reports a live leader for
+    /// every partition; returns partition → leader.
+    async fn create_topic(&self, topic: &str, partitions: i32) -> BTreeMap<i32, i32> {
+        create_topic(&self.bootstrap(1), topic, partitions, &[]).await;
+        wait_for_leaders(
+            &self.bootstrap(3),
+            topic,
+            partitions,
+            &[1, 2, 3],
+            Duration::from_secs(20),
+        )
+    }
+
     fn bootstrap(&self, node: i32) -> String {
         self.brokers[&node].bootstrap()
     }
@@ -261,14 +274,7 @@ fn check_partition(p: i32, deliveries: &[(i64, String)], acked: &[Acked]) {
 async fn three_brokers_share_partitions_and_survive_sigkill_of_a_leader() {
     let mut cluster = Cluster::start("three", &[1, 2, 3], &[]);
     let (topic, partitions) = ("spread", 6);
-    create_topic(&cluster.bootstrap(1), topic, partitions, &[]).await;
-    let placed = wait_for_leaders(
-        &cluster.bootstrap(3),
-        topic,
-        partitions,
-        &[1, 2, 3],
-        Duration::from_secs(20),
-    );
+    let placed = cluster.create_topic(topic, partitions).await;
     let used: HashSet<i32> = placed.values().copied().collect();
     assert_eq!(
         used.len(),
@@ -418,14 +424,7 @@ fn verify_group_consumption(
 async fn a_rolling_restart_under_load_loses_nothing() {
     let mut cluster = Cluster::start("rolling", &[1, 2, 3], &[]);
     let (topic, partitions) = ("rolling", 6);
-    create_topic(&cluster.bootstrap(2), topic, partitions, &[]).await;
-    wait_for_leaders(
-        &cluster.bootstrap(1),
-        topic,
-        partitions,
-        &[1, 2, 3],
-        Duration::from_secs(20),
-    );
+    cluster.create_topic(topic, partitions).await;
     let stop_producing = Arc::new(AtomicBool::new(false));
     let stop_consuming = Arc::new(AtomicBool::new(false));
     let (deliveries, consumer) = group_consumer(
@@ -488,14 +487,7 @@ async fn a_rolling_restart_under_load_loses_nothing() {
 async fn a_paused_leader_is_fenced_and_steps_down() {
     let mut cluster = Cluster::start("zombie", &[1, 2, 3], &[]);
     let (topic, partitions) = ("paused", 3);
-    create_topic(&cluster.bootstrap(1), topic, partitions, &[]).await;
-    let placed = wait_for_leaders(
-        &cluster.bootstrap(1),
-        topic,
-        partitions,
-        &[1, 2, 3],
-        Duration::from_secs(20),
-    );
+    let placed = cluster.create_topic(topic, partitions).await;
     let victim = placed[&0];
     // Recorded data first (acks=all), through any broker.
     produce_keyed(
@@ -704,14 +696,7 @@ fn raw_produce(addr: &str, topic: &str, partition: i32, key: i32) -> i16 {
 async fn the_whole_cluster_comes_back_with_every_disk_wiped() {
     let mut cluster = Cluster::start("wiped", &[1, 2, 3], &[]);
     let (topic, partitions, n) = ("wiped", 6, 3_000);
-    create_topic(&cluster.bootstrap(1), topic, partitions, &[]).await;
-    wait_for_leaders(
-        &cluster.bootstrap(1),
-        topic,
-        partitions,
-        &[1, 2, 3],
-        Duration::from_secs(20),
-    );
+    cluster.create_topic(topic, partitions).await;
     let settings = [("acks", "all"), ("enable.idempotence", "true")];
     produce_keyed(&cluster.bootstrap_all(), topic, partitions, 0..n, &settings).await;
     for b in cluster.brokers.values_mut() {
