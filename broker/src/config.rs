@@ -46,6 +46,7 @@ pub struct Config {
     pub wal: WalSettings,
     pub tiering: TieringSettings,
     pub cluster: ClusterSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 /// Membership in the cluster (`[cluster]` in silt.toml, `SILT_CLUSTER__*` in the environment).
@@ -64,6 +65,37 @@ impl Default for ClusterSettings {
         Self {
             lease_ttl_ms: 3_000,
             rack: None,
+        }
+    }
+}
+
+/// OTLP export and the consumer-lag metric (`[telemetry]` in silt.toml, `SILT_TELEMETRY__*` in
+/// the environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP collector, e.g. `http://otel-collector:4318`: traces go to `/v1/traces` and
+    /// metrics to `/v1/metrics` below it. Unset: `OTEL_EXPORTER_OTLP_ENDPOINT`, else no export.
+    pub otlp_endpoint: Option<String>,
+    /// How often the metrics are pushed to the collector.
+    pub otlp_metrics_interval_ms: u64,
+    /// The share of requests traced (each request is the root of its own trace).
+    pub trace_sample_ratio: f64,
+    /// Groups whose total lag is exported as `silt_broker_consumer_group_lag_records{group}`:
+    /// exact names, or prefixes ending in `*` (`["billing", "etl-*"]`). Empty: no lag metric.
+    pub lag_groups: Vec<String>,
+    /// At most this many groups get a lag series (the label set stays bounded).
+    pub lag_groups_max: usize,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_metrics_interval_ms: 10_000,
+            trace_sample_ratio: 0.1,
+            lag_groups: Vec::new(),
+            lag_groups_max: 100,
         }
     }
 }
@@ -179,6 +211,7 @@ impl Default for Config {
             wal: WalSettings::default(),
             tiering: TieringSettings::default(),
             cluster: ClusterSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -249,6 +282,14 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.node_id >= 0, "node_id must be non-negative");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.telemetry.trace_sample_ratio),
+            "telemetry.trace_sample_ratio must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            self.telemetry.otlp_metrics_interval_ms >= 100,
+            "telemetry.otlp_metrics_interval_ms must be at least 100"
+        );
         let t = &self.tiering;
         anyhow::ensure!(
             t.multipart_bytes >= 5 * 1024 * 1024,

@@ -16,6 +16,7 @@ pub mod leadership;
 pub mod log;
 pub mod metrics;
 pub mod server;
+pub mod telemetry;
 pub mod tier;
 pub mod topic_config;
 
@@ -79,6 +80,14 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     let broker = broker::Broker::open(config.clone(), catalog).await?;
     let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
     let kafka = tokio::spawn(server::serve(broker.clone(), listener, cancel.clone()));
+    let metrics_push = telemetry::endpoint(config.telemetry.otlp_endpoint.as_deref()).map(|url| {
+        tokio::spawn(telemetry::push_metrics(
+            url,
+            std::time::Duration::from_millis(config.telemetry.otlp_metrics_interval_ms),
+            telemetry::resource(config.node_id),
+            cancel.clone(),
+        ))
+    });
     ready.set_check({
         let membership = broker.membership.clone();
         move || membership.healthy()
@@ -105,6 +114,9 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     let _ = kafka.await;
     let _ = background.await;
     broker.shutdown().await;
+    if let Some(push) = metrics_push {
+        let _ = push.await;
+    }
     let _ = admin_task.await;
     tracing::info!("silt broker stopped");
     Ok(())

@@ -3,10 +3,15 @@
 use clap::{Args, Parser, Subcommand};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use opentelemetry::trace::TracerProvider as _;
 use serde::Serialize;
 use silt_broker::config::Config;
+use silt_broker::telemetry;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 
 /// Silt: a Kafka-compatible streaming broker whose data lives in object storage.
 #[derive(Parser)]
@@ -285,18 +290,44 @@ fn main() -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        silt_broker::config::LogFormat::Json => logs.json().with_current_span(true).init(),
-        silt_broker::config::LogFormat::Text => logs.init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match config.log_format {
+        silt_broker::config::LogFormat::Json => logs.json().with_current_span(true).boxed(),
+        silt_broker::config::LogFormat::Text => logs.boxed(),
+    };
+    let otlp = match telemetry::endpoint(config.telemetry.otlp_endpoint.as_deref()) {
+        Some(url) => {
+            telemetry::check_protocol()?;
+            Some((
+                telemetry::tracer_provider(
+                    &url,
+                    config.telemetry.trace_sample_ratio,
+                    telemetry::resource(config.node_id),
+                )?,
+                url,
+            ))
+        }
+        None => None,
+    };
+    let traces = otlp.as_ref().map(|(provider, _)| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("silt"))
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(telemetry::traced))
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .init();
+    if let Some((_, url)) = &otlp {
+        tracing::info!(%url, "exporting traces and metrics over OTLP/HTTP");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("silt")
         .build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let cancel = CancellationToken::new();
         let signal = cancel.clone();
         tokio::spawn(async move {
@@ -311,5 +342,13 @@ fn main() -> anyhow::Result<()> {
             signal.cancel();
         });
         silt_broker::serve(config, cancel).await
-    })
+    });
+    // After the runtime: the batch processor's exporter blocks on its own thread.
+    drop(runtime);
+    if let Some((provider, _)) = otlp {
+        if let Err(error) = provider.shutdown() {
+            eprintln!("silt: flushing traces to the collector failed: {error}");
+        }
+    }
+    served
 }

@@ -180,10 +180,15 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| build().expect("metric definitions are valid"))
 }
 
+/// Every metric's current values (what `/metrics` renders and OTLP pushes).
+pub fn gather() -> Vec<prometheus::proto::MetricFamily> {
+    metrics().registry.gather()
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     let mut out = Vec::new();
-    if let Err(error) = TextEncoder::new().encode(&metrics().registry.gather(), &mut out) {
+    if let Err(error) = TextEncoder::new().encode(&gather(), &mut out) {
         tracing::warn!(%error, "encoding metrics failed");
     }
     String::from_utf8(out).unwrap_or_default()

@@ -202,10 +202,13 @@ async fn dispatch(broker: &Arc<Broker>, mut body: Bytes, peer: &str) -> anyhow::
     let api_version = header.request_api_version;
     let span = tracing::debug_span!(
         "request",
+        otel.name = api::label(key),
+        otel.kind = "server",
         api = ?key,
         api_version,
         correlation_id = header.correlation_id,
         client_id = header.client_id.as_deref().unwrap_or(""),
+        peer,
     );
     let supported = api::supported(key);
     if key == ApiKey::ApiVersions {

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound once, then released).
@@ -824,5 +824,131 @@ pub mod records {
         )
         .expect("encode batch");
         buf.freeze()
+    }
+}
+
+/// Requests an [`OtlpCollector`] received: (path, body).
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP receiver on a free loopback port that keeps every export it is sent, decoded
+/// with the OpenTelemetry protobuf definitions (what a collector's `otlp` receiver accepts on
+/// port 4318). Its threads stop when it is dropped.
+pub struct OtlpCollector {
+    pub port: u16,
+    received: Received,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OtlpCollector {
+    pub fn start() -> OtlpCollector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, s) = (received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (r, s) = (r.clone(), s.clone());
+                        std::thread::spawn(move || Self::serve(stream, &r, &s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        OtlpCollector {
+            port,
+            received,
+            stop,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Answers HTTP/1.1 requests on one (keep-alive) connection with an empty 200.
+    fn serve(
+        mut stream: std::net::TcpStream,
+        received: &Mutex<Vec<(String, Vec<u8>)>>,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        use std::io::{Read, Write};
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match stream.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => return,
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let length: usize = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let total = head_end + 4 + length;
+            while buf.len() < total {
+                match stream.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => return,
+                }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+            }
+            let body = buf[head_end + 4..total].to_vec();
+            buf.drain(..total);
+            received.lock().expect("collector lock").push((path, body));
+            let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn decoded<T: prost::Message + Default>(&self, path: &str) -> Vec<T> {
+        self.received
+            .lock()
+            .expect("collector lock")
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, body)| T::decode(body.as_slice()).expect("a valid OTLP message"))
+            .collect()
+    }
+
+    /// Every trace export received.
+    pub fn traces(
+        &self,
+    ) -> Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
+        self.decoded("/v1/traces")
+    }
+
+    /// Every metrics export received.
+    pub fn metrics(
+        &self,
+    ) -> Vec<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest> {
+        self.decoded("/v1/metrics")
+    }
+}
+
+impl Drop for OtlpCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
