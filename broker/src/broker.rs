@@ -865,6 +865,9 @@ impl Broker {
         let membership = tokio::spawn(self.membership.clone().run(membership_stop.clone()));
         // Archiving waits on the object store; it runs apart so checkpoints never wait on it.
         let archiver = tokio::spawn(self.clone().run_archiver(cancel.clone()));
+        if !self.config.telemetry.lag_groups.is_empty() {
+            tokio::spawn(self.clone().run_lag_metric(cancel.clone()));
+        }
         let leadership = self
             .clustered()
             .then(|| tokio::spawn(crate::leadership::run(self.clone(), cancel.clone())));
@@ -954,6 +957,80 @@ impl Broker {
             }
             self.tier.update_metrics();
         }
+    }
+
+    /// Keeps `silt_broker_consumer_group_lag_records` current for the configured groups until
+    /// cancelled.
+    async fn run_lag_metric(self: Arc<Self>, cancel: CancellationToken) {
+        let every = Duration::from_millis(self.config.telemetry.lag_refresh_ms);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shown = std::collections::BTreeSet::new();
+        let mut warned_cap = false;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let settings = &self.config.telemetry;
+            let mut lags: std::collections::BTreeMap<String, i64> = Default::default();
+            let mut capped = false;
+            let mut failed = false;
+            for pattern in &settings.lag_groups {
+                let found = match self.groups.stored_offsets(pattern).await {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::warn!(%pattern, %error, "reading offsets for the lag metric failed");
+                        failed = true;
+                        break;
+                    }
+                };
+                for (group, offsets) in found {
+                    if lags.len() >= settings.lag_groups_max && !lags.contains_key(&group) {
+                        capped = true;
+                        continue;
+                    }
+                    let lag = self.lag_here(&offsets);
+                    lags.insert(group, lag);
+                }
+            }
+            if failed {
+                // Keep the last values rather than show a gap as zero lag.
+                continue;
+            }
+            if capped && !warned_cap {
+                tracing::warn!(
+                    max = settings.lag_groups_max,
+                    "more groups match telemetry.lag_groups than telemetry.lag_groups_max; the rest get no lag series"
+                );
+                warned_cap = true;
+            }
+            let gauge = &crate::metrics::metrics().group_lag;
+            for gone in shown.iter().filter(|g| !lags.contains_key(*g)) {
+                let _ = gauge.remove_label_values(&[gone]);
+            }
+            for (group, lag) in &lags {
+                gauge.with_label_values(&[group]).set(*lag);
+            }
+            shown = lags.into_keys().collect();
+        }
+    }
+
+    /// A group's lag over the partitions this broker leads: high watermark minus committed
+    /// offset, summed (never negative per partition).
+    fn lag_here(&self, offsets: &crate::group::GroupOffsets) -> i64 {
+        offsets
+            .offsets
+            .iter()
+            .filter_map(|(topic, parts)| Some((self.topic(topic)?, parts)))
+            .flat_map(|(topic, parts)| {
+                parts.iter().filter_map(move |(index, entry)| {
+                    let p = topic.partition(*index)?;
+                    (p.leading() && entry.offset >= 0)
+                        .then(|| (p.high_watermark() - entry.offset).max(0))
+                })
+            })
+            .sum()
     }
 
     /// Flushes and stops the WAL writer.

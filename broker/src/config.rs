@@ -86,6 +86,8 @@ pub struct TelemetrySettings {
     pub lag_groups: Vec<String>,
     /// At most this many groups get a lag series (the label set stays bounded).
     pub lag_groups_max: usize,
+    /// How often the lag metric is recomputed (one metadata-store read per pattern).
+    pub lag_refresh_ms: u64,
 }
 
 impl Default for TelemetrySettings {
@@ -96,6 +98,7 @@ impl Default for TelemetrySettings {
             trace_sample_ratio: 0.1,
             lag_groups: Vec::new(),
             lag_groups_max: 100,
+            lag_refresh_ms: 5_000,
         }
     }
 }
@@ -285,6 +288,10 @@ impl Config {
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.telemetry.trace_sample_ratio),
             "telemetry.trace_sample_ratio must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            self.telemetry.lag_refresh_ms >= 100,
+            "telemetry.lag_refresh_ms must be at least 100"
         );
         anyhow::ensure!(
             self.telemetry.otlp_metrics_interval_ms >= 100,

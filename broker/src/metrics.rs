@@ -22,6 +22,7 @@ pub struct Metrics {
     pub wal_sync_bytes: Histogram,
     pub partitions: IntGauge,
     pub group_offset_writes: IntCounterVec,
+    pub group_lag: prometheus::IntGaugeVec,
     pub upload_lag_bytes: IntGauge,
     pub upload_lag_seconds: prometheus::Gauge,
     pub object_store_requests: IntCounterVec,
@@ -97,6 +98,15 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["outcome"],
         )?,
+        group_lag: prometheus::IntGaugeVec::new(
+            Opts::new(
+                "silt_broker_consumer_group_lag_records",
+                "Records between a group's committed offsets and the high watermarks of the \
+                 partitions this broker leads (sum over brokers for the group's lag); only for \
+                 the groups telemetry.lag_groups names",
+            ),
+            &["group"],
+        )?,
         upload_lag_bytes: IntGauge::new(
             "silt_tiering_upload_lag_bytes",
             "Bytes written locally and not yet recorded in the bucket",
@@ -171,6 +181,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.partitions.clone()))?;
     m.registry
         .register(Box::new(m.group_offset_writes.clone()))?;
+    m.registry.register(Box::new(m.group_lag.clone()))?;
     Ok(m)
 }
 

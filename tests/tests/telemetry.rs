@@ -185,3 +185,54 @@ async fn an_unreachable_collector_costs_the_broker_nothing() {
     assert!(status.success(), "clean exit: {status:?}\n{}", silt.log());
     assert!(silt.log().contains("pushing metrics over OTLP failed"));
 }
+
+/// Commits `offset` for partition 0 of `topic` as `group` (a consumer that never joins).
+fn commit(bootstrap: &str, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+        .expect("tpl");
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+}
+
+/// The value of `silt_broker_consumer_group_lag_records{group="…"}`, if the series exists.
+fn lag(silt: &Silt, group: &str) -> Option<i64> {
+    let (_, text) = silt_e2e::http_get(silt.admin_port, "/metrics").expect("metrics");
+    let series = format!("silt_broker_consumer_group_lag_records{{group=\"{group}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map(|v| v.trim().parse().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_lag_is_a_metric_for_the_configured_groups_only() {
+    let silt = Silt::start_with_env(&[
+        ("SILT_TELEMETRY__LAG_GROUPS", r#"["billing", "etl-*"]"#),
+        ("SILT_TELEMETRY__LAG_GROUPS_MAX", "2"),
+        ("SILT_TELEMETRY__LAG_REFRESH_MS", "200"),
+    ]);
+    let b = silt.bootstrap();
+    create_topic(&b, "lagged", 1, &[]).await;
+    produce_keyed(&b, "lagged", 1, 0..100, &[("acks", "all")]).await;
+    commit(&b, "billing", "lagged", 40);
+    commit(&b, "etl-a", "lagged", 100);
+    commit(&b, "etl-b", "lagged", 10);
+    commit(&b, "reporting", "lagged", 0);
+    eventually("lag series for billing and etl-a", || {
+        (lag(&silt, "billing") == Some(60) && lag(&silt, "etl-a") == Some(0)).then_some(())
+    });
+    assert_eq!(lag(&silt, "etl-b"), None, "past lag_groups_max");
+    assert_eq!(lag(&silt, "reporting"), None, "not a configured group");
+    // The lag follows new records and new commits.
+    produce_keyed(&b, "lagged", 1, 100..125, &[("acks", "all")]).await;
+    commit(&b, "etl-a", "lagged", 120);
+    eventually("lag after 25 more records", || {
+        (lag(&silt, "billing") == Some(85) && lag(&silt, "etl-a") == Some(5)).then_some(())
+    });
+}

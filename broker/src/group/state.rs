@@ -301,6 +301,36 @@ impl Coordinator {
             .collect())
     }
 
+    /// The committed offsets stored for `pattern`: one group by name, or every group whose id
+    /// starts with the text before a trailing `*`. Offsets that do not decode are skipped.
+    pub async fn stored_offsets(
+        &self,
+        pattern: &str,
+    ) -> silt_metadata::Result<Vec<(String, GroupOffsets)>> {
+        let kvs = match pattern.strip_suffix('*') {
+            Some(prefix) => self.store.list(&group_key(prefix)).await?,
+            None => self
+                .store
+                .get(&group_key(pattern))
+                .await?
+                .into_iter()
+                .collect(),
+        };
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| {
+                let group = kv.key[GROUPS_PREFIX.len()..].to_string();
+                match serde_json::from_slice(&kv.value) {
+                    Ok(offsets) => Some((group, offsets)),
+                    Err(error) => {
+                        tracing::warn!(%group, %error, "the group's stored offsets do not decode");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
     /// Gives up the groups `owns` says another broker coordinates now: their members are told
     /// NOT_COORDINATOR and find the new coordinator, which loads the offsets from the store.
     pub fn give_up_unowned(&self, owns: impl Fn(&str) -> bool) -> usize {
