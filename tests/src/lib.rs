@@ -830,6 +830,25 @@ pub mod records {
 /// Requests an [`OtlpCollector`] received: (path, body).
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
+/// Runs the operator CLI (`silt ARGS --bootstrap B`): (success, stdout, stderr).
+pub fn silt_cli(args: &[&str], bootstrap: &str) -> (bool, String, String) {
+    let mut cmd = Command::new(silt_bin());
+    cmd.args(args)
+        .args(["--bootstrap", bootstrap])
+        .env_remove("RUST_BACKTRACE");
+    run(&mut cmd, Duration::from_secs(60)).expect("silt ran")
+}
+
+/// The operator CLI's `--json` output, parsed (the command must succeed).
+pub fn silt_cli_json(args: &[&str], bootstrap: &str) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, out, err) = silt_cli(&all, bootstrap);
+    assert!(ok, "silt {args:?}: {err}");
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("silt {args:?} printed no JSON ({e}): {out}"))
+}
+
 /// An OTLP/HTTP receiver on a free loopback port that keeps every export it is sent, decoded
 /// with the OpenTelemetry protobuf definitions (what a collector's `otlp` receiver accepts on
 /// port 4318). Its threads stop when it is dropped.

@@ -6,30 +6,13 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use silt_e2e::kafka::producer;
-use silt_e2e::{run, silt_bin, Silt};
-use std::process::Command;
-use std::time::Duration;
-
-fn silt(args: &[&str], bootstrap: &str) -> (bool, String, String) {
-    let mut cmd = Command::new(silt_bin());
-    cmd.args(args)
-        .args(["--bootstrap", bootstrap])
-        .env_remove("RUST_BACKTRACE");
-    run(&mut cmd, Duration::from_secs(60)).expect("silt ran")
-}
-
-fn json(args: &[&str], bootstrap: &str) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let (ok, out, err) = silt(&all, bootstrap);
-    assert!(ok, "silt {args:?}: {err}");
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("silt {args:?} printed no JSON ({e}): {out}"))
-}
+use silt_e2e::Silt;
+use silt_e2e::{silt_cli as silt, silt_cli_json as json};
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_groups_and_cluster_from_the_command_line() {
-    let broker = Silt::start();
+    let broker = Silt::start_with_env(&[("SILT_TIERING__TAIL_MAX_MS", "1000")]);
     let b = broker.bootstrap();
     let (ok, out, err) = silt(
         &[
@@ -141,6 +124,44 @@ async fn topics_groups_and_cluster_from_the_command_line() {
     let cluster = json(&["cluster"], &b);
     assert_eq!(cluster["brokers"].as_array().unwrap().len(), 1);
     assert_eq!(cluster["brokers"][0]["partitions_led"], 4);
+    // Tiering status: with a 1 s tail limit the records are archived into segment objects (in
+    // the local object store here); every partition ends up with no tail.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cluster = json(&["cluster"], &b);
+        let parts: Vec<&serde_json::Value> = cluster["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["topic"] == "orders")
+            .collect();
+        assert_eq!(parts.len(), 4, "{cluster}");
+        assert_eq!(cluster["errors"].as_array().unwrap().len(), 0, "{cluster}");
+        for p in &parts {
+            assert_eq!(p["log_start_offset"], 0, "{p}");
+            assert_eq!(p["local_log_start_offset"], 0, "{p}");
+        }
+        let archived: Vec<i64> = parts
+            .iter()
+            .map(|p| p["archived_end_offset"].as_i64().unwrap())
+            .collect();
+        let hw: Vec<i64> = parts
+            .iter()
+            .map(|p| p["high_watermark"].as_i64().unwrap())
+            .collect();
+        assert_eq!(hw, vec![10, 10, 10, 0]);
+        if archived == hw {
+            assert!(parts.iter().all(|p| p["tail_records"] == 0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never all archived: {cluster}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, out, _) = silt(&["cluster"], &b);
+    assert!(
+        ok && out.contains("ARCHIVED END"),
+        "a table for people: {out}"
+    );
 
     let (ok, _, err) = silt(&["topics", "delete", "orders"], &b);
     assert!(ok, "{err}");
@@ -151,6 +172,21 @@ async fn topics_groups_and_cluster_from_the_command_line() {
         !out.contains("orders"),
         "describing a missing topic did not create it: {out}"
     );
+}
+
+/// With the default five-minute tail limit, fresh records are the tail: recorded in WAL
+/// objects, not yet in a segment object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_shows_the_tail_not_yet_archived() {
+    let broker = Silt::start();
+    let b = broker.bootstrap();
+    silt_e2e::kafka::create_topic(&b, "held", 1, &[]).await;
+    silt_e2e::kafka::produce_keyed(&b, "held", 1, 0..25, &[("acks", "all")]).await;
+    let cluster = json(&["cluster"], &b);
+    let p = &cluster["partitions"][0];
+    assert_eq!(p["high_watermark"], 25, "{cluster}");
+    assert_eq!(p["archived_end_offset"], 0, "{cluster}");
+    assert_eq!(p["tail_records"], 25, "{cluster}");
 }
 
 #[test]

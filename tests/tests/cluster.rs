@@ -98,6 +98,7 @@ async fn node_ids_are_unique_and_another_broker_takes_over_from_the_bucket() {
         "{same_id:#}"
     );
     let second = start(&env(&s3, &url, &[("SILT_NODE_ID", "2")])).expect("start node 2");
+    operator_cli_reaches_every_broker(&first.bootstrap(), partitions, n).await;
 
     let stopped = Instant::now();
     assert!(
@@ -119,6 +120,78 @@ async fn node_ids_are_unique_and_another_broker_takes_over_from_the_bucket() {
     produce_acks_all(&second.bootstrap(), "handoff", partitions, n, 10).await;
     let log = second.log();
     assert!(log.contains("took over the partition"), "{log}");
+}
+
+/// The operator CLI, bootstrapped from broker 1 once broker 2 leads a partition: offsets come
+/// from each partition's leader, group offsets from each group's coordinator, and the group
+/// list from every broker.
+async fn operator_cli_reaches_every_broker(bootstrap: &str, partitions: i32, n: usize) {
+    wait(
+        "the controller to give broker 2 a partition",
+        Duration::from_secs(30),
+        || {
+            let cluster = silt_e2e::silt_cli_json(&["cluster"], bootstrap);
+            let leaders: std::collections::BTreeSet<i64> = cluster["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["leader"].as_i64().unwrap())
+                .collect();
+            leaders.len() == 2 && cluster["errors"].as_array().unwrap().is_empty()
+        },
+    );
+    let per_partition = (n / partitions as usize) as i64;
+    let described = silt_e2e::silt_cli_json(&["topics", "describe", "handoff"], bootstrap);
+    assert_eq!(
+        described["errors"].as_array().unwrap().len(),
+        0,
+        "{described}"
+    );
+    for p in described["partitions"].as_array().unwrap() {
+        assert_eq!(p["high_watermark"], per_partition, "{described}");
+    }
+    // Eight groups: rendezvous placement puts some on each broker (1 in 128 that it does not).
+    let groups: Vec<String> = (0..8).map(|i| format!("cli-group-{i}")).collect();
+    for (i, g) in groups.iter().enumerate() {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", g)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset("handoff", p, rdkafka::Offset::Offset(i as i64))
+                .expect("tpl");
+        }
+        consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    }
+    let listed = silt_e2e::silt_cli_json(&["groups", "list"], bootstrap);
+    for g in &groups {
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["group"] == g.as_str()),
+            "{g} in {listed}"
+        );
+    }
+    let mut coordinators = std::collections::BTreeSet::new();
+    for (i, g) in groups.iter().enumerate() {
+        let d = silt_e2e::silt_cli_json(&["groups", "describe", g], bootstrap);
+        assert_eq!(d["errors"].as_array().unwrap().len(), 0, "{d}");
+        let lag: i64 = d["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["lag"].as_i64().unwrap())
+            .sum();
+        assert_eq!(lag, (per_partition - i as i64) * partitions as i64, "{d}");
+        coordinators.insert(d["coordinator"].as_i64().unwrap());
+    }
+    println!("groups coordinated by brokers {coordinators:?}");
 }
 
 /// /readyz says whether the metadata store answers: it turns 503 within about a lease TTL of

@@ -1,6 +1,7 @@
 //! ListOffsets: -2 earliest (log start), -1 latest (high watermark; also the last stable offset
 //! for read_committed, as there are no transactions), -3 the record with the max timestamp
-//! (v7+), otherwise the first offset whose timestamp is at least the target: first in the
+//! (v7+), -4 the local log start (v8+), -5 the last offset in segment objects (the latest
+//! tiered offset, v9+; -1 when there is none), otherwise the first offset whose timestamp is at least the target: first in the
 //! segment objects below the local log (through the read cache), then locally.
 
 use super::{check_leader_epoch, error_code};
@@ -19,6 +20,8 @@ use std::sync::Arc;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 /// Decompression bound for timestamp lookups in segment objects.
 const LOOKUP_DECOMPRESS_LIMIT: usize = 256 * 1024 * 1024;
 
@@ -52,6 +55,8 @@ pub fn handle(
                     EARLIEST => Ok(Some(partition.earliest())),
                     LATEST => Ok(Some(partition.latest())),
                     MAX_TIMESTAMP => partition.max_timestamp(),
+                    EARLIEST_LOCAL => Ok(Some(partition.earliest_local())),
+                    LATEST_TIERED => Ok(Some(partition.latest_tiered())),
                     t if t < 0 => {
                         return base.with_error_code(ResponseError::UnsupportedVersion.code());
                     }

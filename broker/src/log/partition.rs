@@ -966,6 +966,35 @@ impl Partition {
         }
     }
 
+    /// The first offset still in the local log (Kafka's local log start offset).
+    pub fn earliest_local(&self) -> OffsetLookup {
+        let log = self.lock();
+        let offset = log.segments[0].base_offset.max(log.log_start);
+        OffsetLookup {
+            offset,
+            timestamp: -1,
+            leader_epoch: Self::epoch_for_offset(&log.record, offset),
+        }
+    }
+
+    /// The last offset in the partition's segment objects (the manifest's end, less one), or
+    /// -1 when there is none: what Kafka reports as the latest tiered offset. Records after it
+    /// are the tail, recorded in WAL objects (or, for `silt.durability=local`, maybe only
+    /// here).
+    pub fn latest_tiered(&self) -> OffsetLookup {
+        let log = self.lock();
+        let offset = log.manifest.end().0 - 1;
+        OffsetLookup {
+            offset: offset.max(-1),
+            timestamp: -1,
+            leader_epoch: if offset >= 0 {
+                Self::epoch_for_offset(&log.record, offset)
+            } else {
+                -1
+            },
+        }
+    }
+
     pub fn latest(&self) -> OffsetLookup {
         let log = self.lock();
         OffsetLookup {
