@@ -225,6 +225,7 @@ mod tests {
     fn the_dashboard_uses_only_exported_metrics() {
         let m = super::metrics();
         m.group_offset_writes.with_label_values(&["ok"]).inc();
+        m.group_lag.with_label_values(&["g"]).set(1);
         m.requests.with_label_values(&["Produce"]).inc();
         m.request_duration
             .with_label_values(&["Produce"])
