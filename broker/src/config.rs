@@ -123,6 +123,10 @@ pub struct TieringSettings {
     pub tail_max_bytes: u64,
     /// `silt.tail.max.ms`: the longest recorded data stays out of a segment object.
     pub tail_max_ms: u64,
+    /// Recorded extents (WAL-object pieces) a partition's tail may hold before it is archived:
+    /// a new leader replays the tail with one ranged GET per extent, so this bounds takeover
+    /// time; lower is a faster failover for more (and smaller) segment objects.
+    pub tail_max_extents: usize,
     /// How often segments are archived, local copies evicted and retention applied.
     pub archive_interval_ms: u64,
     /// Unreferenced WAL objects and deleted segment objects are removed after this long.
@@ -146,6 +150,7 @@ impl Default for TieringSettings {
             max_pending_bytes: 256 * 1024 * 1024,
             tail_max_bytes: 64 * 1024 * 1024,
             tail_max_ms: 300_000,
+            tail_max_extents: 256,
             archive_interval_ms: 1_000,
             gc_grace_ms: 600_000,
             multipart_bytes: 16 * 1024 * 1024,

@@ -526,6 +526,11 @@ impl Tier {
         }
         p.set_manifest(manifest);
         p.init_recorded(recorded_end);
+        p.note_tail_extents(
+            tail.iter()
+                .filter(|(_, e)| e.first.0 >= archived_end && e.first.0 < recorded_end)
+                .map(|(_, e)| e.first.0),
+        );
         Ok((recorded_end, p.log_end()))
     }
 
@@ -746,7 +751,11 @@ impl Tier {
         let tail_too_old = oldest
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age >= Duration::from_millis(self.settings.tail_max_ms));
-        if count == 1 && (unarchived >= self.settings.tail_max_bytes || tail_too_old) {
+        // A long tail of small extents is a slow takeover (a GET each): archive it too.
+        let tail_too_long = p.tail_extents() >= self.settings.tail_max_extents;
+        if count == 1
+            && (unarchived >= self.settings.tail_max_bytes || tail_too_old || tail_too_long)
+        {
             p.roll()?;
         }
         for _ in 0..16 {

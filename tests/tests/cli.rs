@@ -189,6 +189,42 @@ async fn cluster_shows_the_tail_not_yet_archived() {
     assert_eq!(p["tail_records"], 25, "{cluster}");
 }
 
+/// A tail of many small extents is archived once it passes `tail_max_extents`, long before
+/// the five-minute `tail_max_ms`: the takeover replay stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_of_many_extents_is_archived() {
+    let broker = Silt::start_with_env(&[("SILT_TIERING__TAIL_MAX_EXTENTS", "8")]);
+    let b = broker.bootstrap();
+    silt_e2e::kafka::create_topic(&b, "chatty", 1, &[]).await;
+    let producer = producer(&b, &[("acks", "all"), ("linger.ms", "0")]);
+    // One record at a time: each acknowledgement waits for its own WAL object.
+    for i in 0..40 {
+        let value = format!("v{i}");
+        producer
+            .send(
+                FutureRecord::<(), String>::to("chatty").payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acknowledged");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cluster = json(&["cluster"], &b);
+        let p = &cluster["partitions"][0];
+        assert_eq!(p["high_watermark"], 40, "{cluster}");
+        if p["archived_end_offset"].as_i64().unwrap() >= 32 {
+            assert!(p["tail_records"].as_i64().unwrap() <= 8, "{cluster}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tail was never archived: {cluster}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn an_unreachable_broker_is_a_clear_error() {
     let port = silt_e2e::free_port();

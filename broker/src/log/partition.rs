@@ -83,7 +83,13 @@ struct Log {
 struct Recorded {
     end: i64,
     ahead: BTreeMap<i64, i64>,
+    /// First offsets of the recorded extents not yet archived (approximately: pruned against
+    /// the manifest's end when counted): a new leader replays one ranged GET per extent.
+    extents: std::collections::VecDeque<i64>,
 }
+
+/// Extents remembered per partition at most (a counter's bound, not a data bound).
+const MAX_TRACKED_EXTENTS: usize = 1 << 16;
 
 pub struct Partition {
     pub topic: String,
@@ -235,6 +241,7 @@ impl Partition {
             high_watermark: AtomicI64::new(log_end),
             synced_end: AtomicI64::new(log_end),
             recorded: Mutex::new(Recorded {
+                extents: Default::default(),
                 end: log_end,
                 ahead: BTreeMap::new(),
             }),
@@ -334,6 +341,7 @@ impl Partition {
         let mut r = self.recorded.lock().expect("recorded lock");
         r.end = end;
         r.ahead.clear();
+        r.extents.clear();
         let hw = if self.durability_object() {
             end.min(log_end)
         } else {
@@ -346,6 +354,10 @@ impl Partition {
     /// HW, for durability `object`) over every contiguous range.
     pub fn mark_recorded(&self, first: i64, end: i64) {
         let mut r = self.recorded.lock().expect("recorded lock");
+        if r.extents.len() >= MAX_TRACKED_EXTENTS {
+            r.extents.pop_front();
+        }
+        r.extents.push_back(first);
         if first > r.end {
             let e = r.ahead.entry(first).or_insert(end);
             *e = (*e).max(end);
@@ -362,6 +374,26 @@ impl Partition {
         if self.durability_object() {
             self.high_watermark.fetch_max(r.end, Ordering::AcqRel);
         }
+    }
+
+    /// Notes extents of the tail this broker did not record itself (replayed at a takeover or
+    /// a restart), so the tail's extent count holds for them too.
+    pub fn note_tail_extents(&self, firsts: impl IntoIterator<Item = i64>) {
+        let mut r = self.recorded.lock().expect("recorded lock");
+        for first in firsts {
+            if r.extents.len() >= MAX_TRACKED_EXTENTS {
+                r.extents.pop_front();
+            }
+            r.extents.push_back(first);
+        }
+    }
+
+    /// Recorded extents above the manifest's end: the GETs a new leader would replay.
+    pub fn tail_extents(&self) -> usize {
+        let archived_end = self.lock().manifest.end().0;
+        let mut r = self.recorded.lock().expect("recorded lock");
+        r.extents.retain(|&f| f >= archived_end);
+        r.extents.len()
     }
 
     /// The current manifest.
@@ -1300,6 +1332,15 @@ mod tests {
         assert_eq!(p.high_watermark(), 10);
         p.mark_recorded(10, 20);
         assert_eq!(p.high_watermark(), 30, "the gap closed: both ranges count");
+        assert_eq!(p.tail_extents(), 3, "three extents, none archived");
+        let mut archived = p.manifest();
+        archived.archived_end = Offset(20);
+        p.set_manifest(archived);
+        assert_eq!(
+            p.tail_extents(),
+            1,
+            "the extents below the manifest's end are gone"
+        );
         // durability=local: the synced end is the HW.
         p.set_config(config(&[("silt.durability", "local")]));
         assert_eq!(p.high_watermark(), 30);
