@@ -32,6 +32,8 @@ impl Topic {
 pub struct Broker {
     pub config: Config,
     pub node_id: NodeId,
+    /// The controller this broker last saw elected (itself on a single node).
+    pub controller: std::sync::atomic::AtomicI32,
     pub cluster_id: String,
     pub catalog: Catalog,
     pub wal: Arc<Wal>,
@@ -325,6 +327,7 @@ impl Broker {
         .context("load consumer groups")?;
 
         let broker = Arc::new(Broker {
+            controller: std::sync::atomic::AtomicI32::new(node_id.0),
             groups,
             tier,
             membership,

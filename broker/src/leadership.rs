@@ -234,6 +234,9 @@ async fn round(broker: &Arc<Broker>) -> anyhow::Result<()> {
         .catalog
         .campaign_controller(broker.node_id, lease)
         .await?;
+    broker
+        .controller
+        .store(controller.0, std::sync::atomic::Ordering::Relaxed);
     if controller != broker.node_id {
         return followed.map(|_| ());
     }

@@ -98,7 +98,7 @@ async fn node_ids_are_unique_and_another_broker_takes_over_from_the_bucket() {
         "{same_id:#}"
     );
     let second = start(&env(&s3, &url, &[("SILT_NODE_ID", "2")])).expect("start node 2");
-    operator_cli_reaches_every_broker(&first.bootstrap(), partitions, n).await;
+    operator_cli_reaches_every_broker(&first.bootstrap(), &second.bootstrap(), partitions, n).await;
 
     let stopped = Instant::now();
     assert!(
@@ -125,7 +125,12 @@ async fn node_ids_are_unique_and_another_broker_takes_over_from_the_bucket() {
 /// The operator CLI, bootstrapped from broker 1 once broker 2 leads a partition: offsets come
 /// from each partition's leader, group offsets from each group's coordinator, and the group
 /// list from every broker.
-async fn operator_cli_reaches_every_broker(bootstrap: &str, partitions: i32, n: usize) {
+async fn operator_cli_reaches_every_broker(
+    bootstrap: &str,
+    other: &str,
+    partitions: i32,
+    n: usize,
+) {
     wait(
         "the controller to give broker 2 a partition",
         Duration::from_secs(30),
@@ -140,6 +145,9 @@ async fn operator_cli_reaches_every_broker(bootstrap: &str, partitions: i32, n: 
             leaders.len() == 2 && cluster["errors"].as_array().unwrap().is_empty()
         },
     );
+    // Both brokers name the same, elected controller.
+    let controller = |b: &str| silt_e2e::silt_cli_json(&["cluster"], b)["controller"].clone();
+    assert_eq!(controller(bootstrap), controller(other));
     let per_partition = (n / partitions as usize) as i64;
     let described = silt_e2e::silt_cli_json(&["topics", "describe", "handoff"], bootstrap);
     assert_eq!(

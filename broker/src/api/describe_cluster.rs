@@ -23,7 +23,9 @@ pub fn handle(
     let request: DescribeClusterRequest = decode(header, body)?;
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id.0))
+        .with_controller_id(BrokerId(
+            broker.controller.load(std::sync::atomic::Ordering::Relaxed),
+        ))
         .with_brokers(
             broker
                 .live_brokers()

@@ -111,7 +111,9 @@ pub async fn handle(
                 .collect(),
         )
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id.0))
+        .with_controller_id(BrokerId(
+            broker.controller.load(std::sync::atomic::Ordering::Relaxed),
+        ))
         .with_topics(topics)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             bits(CLUSTER_OPERATIONS)

@@ -439,7 +439,7 @@ async fn failover(
 ) -> Option<Duration> {
     create_topic(bootstrap, topic, PARTITIONS, &[]).await;
     wait_for_leaders(bootstrap, topic, PARTITIONS as usize);
-    let acks: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>> = Default::default();
+    let acks: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant, Instant)>>> = Default::default();
     let errors: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>> =
         Default::default();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -469,11 +469,15 @@ async fn failover(
                 let record = FutureRecord::<(), [u8]>::to(&topic)
                     .partition((i % PARTITIONS as usize) as i32)
                     .payload(b"f".as_slice());
-                outstanding.push(producer.send(record, Duration::from_secs(300)));
+                let sent = Instant::now();
+                let delivery = producer.send(record, Duration::from_secs(300));
+                outstanding.push(async move { (sent, delivery.await) });
                 i += 1;
-                while let Some(Some(r)) = futures::FutureExt::now_or_never(outstanding.next()) {
+                while let Some(Some((sent, r))) =
+                    futures::FutureExt::now_or_never(outstanding.next())
+                {
                     match r {
-                        Ok((p, _)) => acks.lock().unwrap().push((p, Instant::now())),
+                        Ok((p, _)) => acks.lock().unwrap().push((p, sent, Instant::now())),
                         Err((e, _)) => {
                             *errors.lock().unwrap().entry(e.to_string()).or_default() += 1
                         }
@@ -495,8 +499,9 @@ async fn failover(
             .lock()
             .unwrap()
             .iter()
-            .filter(|(p, t)| *p == 0 && *t > killed)
-            .map(|(_, t)| *t)
+            // Sent after the kill: an answer the victim wrote just before dying does not count.
+            .filter(|(p, sent, _)| *p == 0 && *sent > killed)
+            .map(|(_, _, t)| *t)
             .min();
         if let Some(t) = first {
             break Some(t - killed);
