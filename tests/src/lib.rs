@@ -971,3 +971,170 @@ impl Drop for OtlpCollector {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// One HTTP request seen by a [`SlowProxy`]: its request line, when it arrived from the client
+/// and when the server's answer started back (None: not yet).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub request: String,
+    pub sent: Instant,
+    pub answered: Option<Instant>,
+}
+
+/// A TCP proxy on a free loopback port in front of an HTTP server (the S3 server) that holds
+/// the bytes of every PUT request for `delay` before passing them on, so a broker's uploads
+/// are really in flight for that long; other requests pass at once. It records every
+/// request's line, arrival and answer. Its threads stop when it is dropped.
+pub struct SlowProxy {
+    pub port: u16,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SlowProxy {
+    pub fn start(upstream_port: u16, delay: Duration) -> SlowProxy {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let exchanges: Arc<Mutex<Vec<Exchange>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(delay.as_millis() as u64));
+        let (ex, st, d) = (exchanges.clone(), stop.clone(), delay_ms.clone());
+        std::thread::spawn(move || {
+            while !st.load(Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                Self::relay(client, server, d.clone(), ex.clone(), st.clone());
+            }
+        });
+        SlowProxy {
+            port,
+            exchanges,
+            stop,
+            delay_ms,
+        }
+    }
+
+    /// Changes the hold for PUTs from now on (bytes already held keep their time).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Client → server through a delaying queue, server → client at once.
+    fn relay(
+        client: std::net::TcpStream,
+        server: std::net::TcpStream,
+        delay_ms: Arc<std::sync::atomic::AtomicU64>,
+        exchanges: Arc<Mutex<Vec<Exchange>>>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering::Relaxed;
+        let (Ok(mut from_client), Ok(mut to_server)) = (client.try_clone(), server.try_clone())
+        else {
+            return;
+        };
+        let (mut from_server, mut to_client) = (server, client);
+        for s in [&from_client, &from_server] {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        }
+        // This connection's requests, in order; answers match them in order (HTTP/1.1).
+        let mine: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let (queue, due) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while let Ok((at, bytes)) = due.recv() {
+                if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if st.load(Relaxed) || to_server.write_all(&bytes).is_err() {
+                    let _ = to_server.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+            let _ = to_server.shutdown(std::net::Shutdown::Write);
+        });
+        let (ex, st, m) = (exchanges.clone(), stop.clone(), mine.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut hold = false;
+            while !st.load(Relaxed) {
+                let n = match from_client.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                    Err(_) => return,
+                };
+                let chunk = &buf[..n];
+                let methods: [&[u8]; 5] = [b"PUT ", b"GET ", b"POST ", b"DELETE ", b"HEAD "];
+                if methods.iter().any(|m| chunk.starts_with(m)) {
+                    let line = String::from_utf8_lossy(chunk)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    hold = line.starts_with("PUT ");
+                    let mut all = ex.lock().expect("proxy lock");
+                    all.push(Exchange {
+                        request: line,
+                        sent: Instant::now(),
+                        answered: None,
+                    });
+                    m.lock().expect("proxy lock").push(all.len() - 1);
+                }
+                let delay = Duration::from_millis(delay_ms.load(Relaxed));
+                let at = Instant::now() + if hold { delay } else { Duration::ZERO };
+                if queue.send((at, chunk.to_vec())).is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut answered = 0;
+            while !stop.load(Relaxed) {
+                let n = match from_server.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                    Err(_) => break,
+                };
+                if buf[..n].starts_with(b"HTTP/1.") {
+                    let index = mine.lock().expect("proxy lock").get(answered).copied();
+                    if let Some(i) = index {
+                        exchanges.lock().expect("proxy lock")[i].answered = Some(Instant::now());
+                    }
+                    answered += 1;
+                }
+                if to_client.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to_client.shutdown(std::net::Shutdown::Both);
+        });
+    }
+
+    /// Every request seen so far.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.lock().expect("proxy lock").clone()
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

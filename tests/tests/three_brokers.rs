@@ -477,12 +477,13 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     verify_group_consumption(partitions, &acked, &deliveries, stop_consuming, consumer);
 }
 
-/// SIGSTOP the leader of a partition while it holds acknowledged (acks=1) data not yet in the
-/// bucket, until its lease expires and another broker takes the partition; then SIGCONT it.
-/// It steps down: a produce sent straight to it is refused with NOT_LEADER_OR_FOLLOWER, its
-/// pending upload is fenced, and the log (read through the new leader) continues without a
-/// fork: the records written through the new leader follow the recorded prefix, and nothing
-/// the paused broker held or was sent afterwards appears.
+/// SIGSTOP the leader of a partition while its upload of acknowledged (acks=1) data is in
+/// flight (a proxy holds its PUTs to the S3 server for 8 s), until its lease expires and
+/// another broker takes the partition; then SIGCONT it. The PUT completes, but its commit is
+/// fenced: a produce sent straight to it is refused with NOT_LEADER_OR_FOLLOWER, and the log
+/// (read through the new leader) continues without a fork: the records written through the
+/// new leader follow the recorded prefix, and nothing the paused broker had in flight or was
+/// sent afterwards appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_fenced_and_steps_down() {
     let mut cluster = Cluster::start("zombie", &[1, 2, 3], &[]);
@@ -498,10 +499,13 @@ async fn a_paused_leader_is_fenced_and_steps_down() {
         &[("acks", "all"), ("enable.idempotence", "true")],
     )
     .await;
-    // Restart the victim with slow uploads, then give it acks=1 data it will not upload in time.
+    // Restart the victim behind a proxy that holds its PUTs for 8 s, then give it acks=1 data:
+    // its upload is in flight when it is paused.
     cluster.brokers.get_mut(&victim).unwrap().stop();
     cluster.brokers.remove(&victim);
-    cluster.add(victim, &[("SILT_TIERING__WAL_MAX_DELAY_MS", "30000")]);
+    let proxy = silt_e2e::SlowProxy::start(cluster._s3.port, Duration::from_secs(8));
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    cluster.add(victim, &[("AWS_ENDPOINT", &via_proxy)]);
     // The controller gives the rejoined broker its share again.
     let deadline = Instant::now() + Duration::from_secs(30);
     let victim_partition = loop {
@@ -532,7 +536,10 @@ async fn a_paused_leader_is_fenced_and_steps_down() {
             .await
             .expect("acks=1 acknowledged by the leader");
     }
+    // Let the uploader cut its WAL object (wal_max_delay_ms is 250) and send the PUT.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let pid = cluster.brokers[&victim].pid().to_string();
+    let paused = Instant::now();
     assert!(std::process::Command::new("kill")
         .args(["-STOP", &pid])
         .status()
@@ -553,6 +560,8 @@ async fn a_paused_leader_is_fenced_and_steps_down() {
         Duration::from_secs(30),
     );
     produce_keyed_to(&others_bootstrap, topic, victim_partition, "after", 0..100).await;
+    // Uploads from now on go through at once (the held PUT keeps its 8 s).
+    proxy.set_delay(Duration::ZERO);
     assert!(std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()
@@ -635,6 +644,29 @@ async fn a_paused_leader_is_fenced_and_steps_down() {
         log.contains("stepping down") || log.contains("stepped down"),
         "the paused broker noticed it lost the partition"
     );
+    let in_flight: Vec<_> = proxy
+        .exchanges()
+        .into_iter()
+        .filter(|e| {
+            e.request.starts_with("PUT ")
+                && e.request.contains(".wal")
+                && e.sent < paused
+                && e.answered.is_none_or(|a| a > paused)
+        })
+        .collect();
+    assert!(
+        !in_flight.is_empty(),
+        "a WAL-object PUT was in flight when the leader was paused: {:?}",
+        proxy.exchanges()
+    );
+    for e in &in_flight {
+        println!(
+            "in flight at the pause: {} (sent {:?} before, answered {:?} after)",
+            e.request,
+            paused - e.sent,
+            e.answered.map(|a| a - paused)
+        );
+    }
 }
 
 /// Produces keys `{prefix}-{i}` to one partition with an idempotent acks=all producer.
