@@ -1,6 +1,7 @@
 //! The commit protocol against a fault-injecting object store: while the store fails, data
 //! stays local (the HW does not move, the pending bound holds), and once it heals every
-//! appended record reaches a WAL object and becomes visible.
+//! appended record reaches a WAL object and becomes visible; PUTs whose answers are lost
+//! (conditional manifest PUTs meeting their own earlier attempt) never fork the manifest.
 
 mod common;
 
@@ -110,6 +111,115 @@ async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
         next = end;
     }
     assert_eq!(next, end);
+    cancel.cancel();
+    background.await.unwrap();
+    broker.shutdown().await;
+}
+
+/// Every third PUT is applied and its answer lost, while the tail is archived every two
+/// extents: WAL objects, segments and manifests are all retried into keys their first attempt
+/// already wrote. The manifest never forks: the pointer's manifest lists every archived offset
+/// once, in order, in segment objects that exist, and a manifest whose PUT had no answer is
+/// never made current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_put_answers_never_fork_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.tiering.wal_max_delay_ms = 10;
+    config.tiering.tail_max_extents = 2;
+    config.tiering.archive_interval_ms = 50;
+    // The test batches carry 2023 timestamps: keep them past the default 7-day retention.
+    config.log.retention_ms = -1;
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let catalog = Catalog::new(Arc::new(EmbeddedMetadataStore::in_memory()));
+    let broker = Broker::open_with_store(config, catalog.clone(), store.clone())
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
+    let topic = broker
+        .create_topic("t", 1, 1, Default::default(), false)
+        .await
+        .unwrap();
+    let p = topic.partition(0).unwrap().clone();
+    let limits = Limits {
+        max_message_bytes: 10 << 20,
+        max_decompressed_bytes: 10 << 20,
+        require_keys: false,
+    };
+    faulty.set_losing_answers(true);
+    for round in 0..30 {
+        let mut bytes = batch(10, &format!("r{round}"), "-payload");
+        let batches = validate_record_set(&bytes, &limits).unwrap();
+        p.append(&mut bytes, &batches, &broker.wal).unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let lost_manifests = || {
+        faulty
+            .lost_answers()
+            .iter()
+            .filter(|k| k.as_ref().contains("/manifest/"))
+            .count()
+    };
+    wait_for(
+        "manifest PUTs with lost answers, and the log archived to its end",
+        Duration::from_secs(30),
+        || lost_manifests() >= 2 && p.high_watermark() == 300 && p.manifest().end().0 >= 250,
+    )
+    .await;
+    faulty.set_losing_answers(false);
+
+    let record = catalog
+        .partition(p.topic_id, 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    let key = object_store::path::Path::from(record.manifest.expect("a manifest pointer"));
+    let manifest = silt_tiering::manifest::Manifest::get(store.as_ref(), &key)
+        .await
+        .unwrap();
+    let mut next = 0;
+    for s in &manifest.segments {
+        assert_eq!(s.base.0, next, "segments follow each other: {manifest:?}");
+        assert!(s.end.0 > s.base.0);
+        let path = object_store::path::Path::from(s.key.as_str());
+        store
+            .head(&path)
+            .await
+            .expect("every listed segment exists");
+        next = s.end.0;
+    }
+    assert_eq!(
+        next,
+        manifest.end().0,
+        "the segments reach the manifest's end"
+    );
+    assert!(next >= 250, "archived up to the last short tail: {next}");
+    // A manifest whose PUT had no answer is never made current (its sequence number is
+    // skipped, so the broker's next sequence number may be past the pointer's), and the
+    // broker's view of the archived log is the pointer's.
+    let lost: Vec<String> = faulty
+        .lost_answers()
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    assert!(!lost.contains(&key.to_string()), "{key} in {lost:?}");
+    let mine = p.manifest();
+    assert_eq!(
+        (mine.epoch, &mine.segments, mine.end(), mine.log_start),
+        (
+            manifest.epoch,
+            &manifest.segments,
+            manifest.end(),
+            manifest.log_start
+        )
+    );
+    assert!(mine.seq >= manifest.seq);
     cancel.cancel();
     background.await.unwrap();
     broker.shutdown().await;

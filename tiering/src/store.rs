@@ -193,11 +193,16 @@ impl ObjectStore for ObservedStore {
     }
 }
 
-/// Fails every request while switched on: the fault-injection seam for outage tests.
+/// The fault-injection seam for tests: fails every request while switched on (an outage), or
+/// applies every third PUT and loses its answer (the caller sees an error; the object is
+/// written), which is how a retried conditional PUT meets its own earlier attempt.
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     failing: AtomicBool,
+    losing: AtomicBool,
+    puts: std::sync::atomic::AtomicU64,
+    lost: std::sync::Mutex<Vec<Path>>,
 }
 
 impl FaultyStore {
@@ -205,11 +210,25 @@ impl FaultyStore {
         FaultyStore {
             inner,
             failing: AtomicBool::new(false),
+            losing: AtomicBool::new(false),
+            puts: Default::default(),
+            lost: Default::default(),
         }
     }
 
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// While on, every third PUT is applied and then answered with an error (a period that does
+    /// not lock step with a caller's two PUTs per attempt).
+    pub fn set_losing_answers(&self, losing: bool) {
+        self.losing.store(losing, Ordering::SeqCst);
+    }
+
+    /// The keys whose PUT was applied with its answer lost.
+    pub fn lost_answers(&self) -> Vec<Path> {
+        self.lost.lock().expect("lost lock").clone()
     }
 
     fn check(&self) -> object_store::Result<()> {
@@ -239,7 +258,16 @@ impl ObjectStore for FaultyStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.check()?;
-        self.inner.put_opts(location, payload, opts).await
+        let result = self.inner.put_opts(location, payload, opts).await;
+        let n = self.puts.fetch_add(1, Ordering::SeqCst);
+        if result.is_ok() && self.losing.load(Ordering::SeqCst) && n % 3 == 0 {
+            self.lost.lock().expect("lost lock").push(location.clone());
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: "injected fault: the PUT was applied and its answer lost".into(),
+            });
+        }
+        result
     }
 
     async fn put_multipart_opts(
