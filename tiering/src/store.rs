@@ -260,7 +260,7 @@ impl ObjectStore for FaultyStore {
         self.check()?;
         let result = self.inner.put_opts(location, payload, opts).await;
         let n = self.puts.fetch_add(1, Ordering::SeqCst);
-        if result.is_ok() && self.losing.load(Ordering::SeqCst) && n % 3 == 0 {
+        if result.is_ok() && self.losing.load(Ordering::SeqCst) && n.is_multiple_of(3) {
             self.lost.lock().expect("lost lock").push(location.clone());
             return Err(object_store::Error::Generic {
                 store: "faulty",
