@@ -116,7 +116,7 @@ async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
     broker.shutdown().await;
 }
 
-/// Every third PUT is applied and its answer lost, while the tail is archived every two
+/// A third of the PUTs are applied and their answers lost, while the tail is archived every two
 /// extents: WAL objects, segments and manifests are all retried into keys their first attempt
 /// already wrote. The manifest never forks: the pointer's manifest lists every archived offset
 /// once, in order, in segment objects that exist, and a manifest whose PUT had no answer is
@@ -165,10 +165,11 @@ async fn lost_put_answers_never_fork_the_manifest() {
             .filter(|k| k.as_ref().contains("/manifest/"))
             .count()
     };
+    // Generous: a run of lost answers backs a retry off by up to 5 s each time.
     wait_for(
         "manifest PUTs with lost answers, and the log archived to its end",
-        Duration::from_secs(30),
-        || lost_manifests() >= 2 && p.high_watermark() == 300 && p.manifest().end().0 >= 250,
+        Duration::from_secs(120),
+        || lost_manifests() >= 1 && p.high_watermark() == 300 && p.manifest().end().0 >= 250,
     )
     .await;
     faulty.set_losing_answers(false);

@@ -194,7 +194,7 @@ impl ObjectStore for ObservedStore {
 }
 
 /// The fault-injection seam for tests: fails every request while switched on (an outage), or
-/// applies every third PUT and loses its answer (the caller sees an error; the object is
+/// applies a third of the PUTs and loses their answers (the caller sees an error; the object is
 /// written), which is how a retried conditional PUT meets its own earlier attempt.
 #[derive(Debug)]
 pub struct FaultyStore {
@@ -220,8 +220,8 @@ impl FaultyStore {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
-    /// While on, every third PUT is applied and then answered with an error (a period that does
-    /// not lock step with a caller's two PUTs per attempt).
+    /// While on, a third of the PUTs (spread by a hash, not periodic) are applied and then
+    /// answered with an error.
     pub fn set_losing_answers(&self, losing: bool) {
         self.losing.store(losing, Ordering::SeqCst);
     }
@@ -260,7 +260,13 @@ impl ObjectStore for FaultyStore {
         self.check()?;
         let result = self.inner.put_opts(location, payload, opts).await;
         let n = self.puts.fetch_add(1, Ordering::SeqCst);
-        if result.is_ok() && self.losing.load(Ordering::SeqCst) && n.is_multiple_of(3) {
+        // A third of PUTs, picked by a hash of the count (splitmix64): no period a caller's
+        // retry pattern can fall in step with.
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        if result.is_ok() && self.losing.load(Ordering::SeqCst) && z.is_multiple_of(3) {
             self.lost.lock().expect("lost lock").push(location.clone());
             return Err(object_store::Error::Generic {
                 store: "faulty",
