@@ -5,18 +5,15 @@
 
 mod common;
 
-use common::{batch, wait_for};
+use common::{batch, wait_for, OneTopic};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
-use silt_broker::broker::Broker;
 use silt_broker::config::Config;
-use silt_broker::log::batch::{validate_record_set, Limits};
 use silt_metadata::catalog::Catalog;
 use silt_metadata::EmbeddedMetadataStore;
 use silt_tiering::store::FaultyStore;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
@@ -30,26 +27,9 @@ async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
     let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
     let store: Arc<dyn ObjectStore> = faulty.clone();
     let catalog = Catalog::new(Arc::new(EmbeddedMetadataStore::in_memory()));
-    let broker = Broker::open_with_store(config, catalog, store.clone())
-        .await
-        .unwrap();
-    let cancel = CancellationToken::new();
-    let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
-    let topic = broker
-        .create_topic("t", 1, 1, Default::default(), false)
-        .await
-        .unwrap();
-    let p = topic.partition(0).unwrap().clone();
-    let limits = Limits {
-        max_message_bytes: 10 << 20,
-        max_decompressed_bytes: 10 << 20,
-        require_keys: false,
-    };
-    let append = |tag: &str| {
-        let mut bytes = batch(20, tag, &format!("-{}", "p".repeat(1000)));
-        let batches = validate_record_set(&bytes, &limits).unwrap();
-        p.append(&mut bytes, &batches, &broker.wal).unwrap()
-    };
+    let t = OneTopic::start(config, catalog, store.clone()).await;
+    let (broker, p) = (&t.broker, &t.p);
+    let append = |tag: &str| t.append(batch(20, tag, &format!("-{}", "p".repeat(1000))));
 
     append("ok");
     wait_for(
@@ -111,9 +91,7 @@ async fn nothing_is_recorded_while_the_store_fails_and_everything_after() {
         next = end;
     }
     assert_eq!(next, end);
-    cancel.cancel();
-    background.await.unwrap();
-    broker.shutdown().await;
+    t.stop().await;
 }
 
 /// A third of the PUTs are applied and their answers lost, while the tail is archived every two
@@ -136,26 +114,11 @@ async fn lost_put_answers_never_fork_the_manifest() {
     let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
     let store: Arc<dyn ObjectStore> = faulty.clone();
     let catalog = Catalog::new(Arc::new(EmbeddedMetadataStore::in_memory()));
-    let broker = Broker::open_with_store(config, catalog.clone(), store.clone())
-        .await
-        .unwrap();
-    let cancel = CancellationToken::new();
-    let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
-    let topic = broker
-        .create_topic("t", 1, 1, Default::default(), false)
-        .await
-        .unwrap();
-    let p = topic.partition(0).unwrap().clone();
-    let limits = Limits {
-        max_message_bytes: 10 << 20,
-        max_decompressed_bytes: 10 << 20,
-        require_keys: false,
-    };
+    let t = OneTopic::start(config, catalog.clone(), store.clone()).await;
+    let p = &t.p;
     faulty.set_losing_answers(true);
     for round in 0..30 {
-        let mut bytes = batch(10, &format!("r{round}"), "-payload");
-        let batches = validate_record_set(&bytes, &limits).unwrap();
-        p.append(&mut bytes, &batches, &broker.wal).unwrap();
+        t.append(batch(10, &format!("r{round}"), "-payload"));
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let lost_manifests = || {
@@ -221,7 +184,5 @@ async fn lost_put_answers_never_fork_the_manifest() {
         )
     );
     assert!(mine.seq >= manifest.seq);
-    cancel.cancel();
-    background.await.unwrap();
-    broker.shutdown().await;
+    t.stop().await;
 }

@@ -7,11 +7,9 @@
 mod common;
 
 use async_trait::async_trait;
-use common::{batch, wait_for};
+use common::{batch, wait_for, OneTopic};
 use object_store::memory::InMemory;
-use silt_broker::broker::Broker;
 use silt_broker::config::Config;
-use silt_broker::log::batch::{validate_record_set, Limits};
 use silt_metadata::catalog::{Catalog, CommitRecord, PartitionRecord, TopicRecord};
 use silt_metadata::{
     EmbeddedMetadataStore, Error, KeyValue, LeaderEpoch, LeaseId, MetadataStore, NodeId, Offset,
@@ -22,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Forwards to an embedded store; while `lose` is on, transactions writing under `prefix` are
 /// applied and then answered with `Unavailable` (every other one, when `every_other` is on);
@@ -108,26 +105,9 @@ async fn a_commit_with_a_lost_answer_is_not_acknowledged_until_read_back() {
     config.tiering.wal_max_delay_ms = 10;
     let store = LossyStore::new("/silt/commits/");
     let catalog = Catalog::new(store.clone());
-    let broker = Broker::open_with_store(config, catalog.clone(), Arc::new(InMemory::new()))
-        .await
-        .unwrap();
-    let cancel = CancellationToken::new();
-    let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
-    let topic = broker
-        .create_topic("t", 1, 1, Default::default(), false)
-        .await
-        .unwrap();
-    let p = topic.partition(0).unwrap().clone();
-    let limits = Limits {
-        max_message_bytes: 10 << 20,
-        max_decompressed_bytes: 10 << 20,
-        require_keys: false,
-    };
-    let append = |tag: &str| {
-        let mut bytes = batch(20, tag, "");
-        let batches = validate_record_set(&bytes, &limits).unwrap();
-        p.append(&mut bytes, &batches, &broker.wal).unwrap()
-    };
+    let t = OneTopic::start(config, catalog.clone(), Arc::new(InMemory::new())).await;
+    let p = &t.p;
+    let append = |tag: &str| t.append(batch(20, tag, ""));
     let covering = |first: i64| {
         let catalog = catalog.clone();
         async move {
@@ -180,9 +160,7 @@ async fn a_commit_with_a_lost_answer_is_not_acknowledged_until_read_back() {
     assert_eq!(covering(20).await, 1, "recorded once");
     assert_eq!(covering(40).await, 1);
 
-    cancel.cancel();
-    background.await.unwrap();
-    broker.shutdown().await;
+    t.stop().await;
 }
 
 /// A leader (epoch 1) keeps moving the manifest pointer while another broker begins epoch 2

@@ -827,6 +827,31 @@ pub mod records {
     }
 }
 
+/// One read from a socket that has a read timeout.
+enum Got {
+    Bytes(usize),
+    /// The timeout passed with nothing to read.
+    Nothing,
+    /// Closed or failed.
+    Closed,
+}
+
+fn read_some(stream: &mut impl std::io::Read, buf: &mut [u8]) -> Got {
+    match stream.read(buf) {
+        Ok(0) => Got::Closed,
+        Ok(n) => Got::Bytes(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Got::Nothing
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
 /// Requests an [`OtlpCollector`] received: (path, body).
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
@@ -894,19 +919,17 @@ impl OtlpCollector {
         received: &Mutex<Vec<(String, Vec<u8>)>>,
         stop: &std::sync::atomic::AtomicBool,
     ) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let mut buf = Vec::new();
         let mut chunk = [0u8; 64 * 1024];
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match stream.read(&mut chunk) {
-                    Ok(0) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => return,
+                match read_some(&mut stream, &mut chunk) {
+                    Got::Bytes(n) => buf.extend_from_slice(&chunk[..n]),
+                    Got::Nothing => {}
+                    Got::Closed => return,
                 }
                 continue;
             };
@@ -920,12 +943,10 @@ impl OtlpCollector {
                 .unwrap_or(0);
             let total = head_end + 4 + length;
             while buf.len() < total {
-                match stream.read(&mut chunk) {
-                    Ok(0) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => return,
+                match read_some(&mut stream, &mut chunk) {
+                    Got::Bytes(n) => buf.extend_from_slice(&chunk[..n]),
+                    Got::Nothing => {}
+                    Got::Closed => return,
                 }
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
@@ -1039,7 +1060,7 @@ impl SlowProxy {
         exchanges: Arc<Mutex<Vec<Exchange>>>,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         use std::sync::atomic::Ordering::Relaxed;
         let (Ok(mut from_client), Ok(mut to_server)) = (client.try_clone(), server.try_clone())
         else {
@@ -1070,12 +1091,10 @@ impl SlowProxy {
             let mut buf = vec![0u8; 64 * 1024];
             let mut hold = false;
             while !st.load(Relaxed) {
-                let n = match from_client.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                    Err(_) => return,
+                let n = match read_some(&mut from_client, &mut buf) {
+                    Got::Bytes(n) => n,
+                    Got::Nothing => continue,
+                    Got::Closed => return,
                 };
                 let chunk = &buf[..n];
                 let methods: [&[u8]; 5] = [b"PUT ", b"GET ", b"POST ", b"DELETE ", b"HEAD "];
@@ -1105,12 +1124,10 @@ impl SlowProxy {
             let mut buf = vec![0u8; 64 * 1024];
             let mut answered = 0;
             while !stop.load(Relaxed) {
-                let n = match from_server.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                    Err(_) => break,
+                let n = match read_some(&mut from_server, &mut buf) {
+                    Got::Bytes(n) => n,
+                    Got::Nothing => continue,
+                    Got::Closed => break,
                 };
                 if buf[..n].starts_with(b"HTTP/1.") {
                     let index = mine.lock().expect("proxy lock").get(answered).copied();

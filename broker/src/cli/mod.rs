@@ -84,7 +84,7 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The brokers the bootstrap broker knows.
+    /// The brokers the bootstrap broker knows (a Metadata request for no topics).
     pub fn discover(client: &mut Client) -> anyhow::Result<Peers> {
         let md = client.call(
             &MetadataRequest::default()
@@ -92,14 +92,26 @@ impl Peers {
                 .with_topics(Some(Vec::new())),
             12,
         )?;
-        Ok(Peers {
-            addresses: md
-                .brokers
-                .iter()
-                .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-                .collect(),
+        Ok(Self::of(&md))
+    }
+
+    /// The brokers a Metadata response already names.
+    pub fn of(md: &MetadataResponse) -> Peers {
+        let mut peers = Peers {
+            addresses: BTreeMap::new(),
             open: HashMap::new(),
-        })
+        };
+        peers.learn(md);
+        peers
+    }
+
+    /// Adds the brokers a Metadata response names.
+    fn learn(&mut self, md: &MetadataResponse) {
+        self.addresses.extend(
+            md.brokers
+                .iter()
+                .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))),
+        );
     }
 
     pub fn ids(&self) -> Vec<i32> {
@@ -253,7 +265,7 @@ pub fn topics_describe(client: &mut Client, topic: &str, as_json: bool) -> anyho
         .iter()
         .map(|p| (p.partition_index, p.leader_id.0))
         .collect();
-    let mut peers = Peers::discover(client)?;
+    let mut peers = Peers::of(&md);
     let (offs, notes) = offsets(client, &mut peers, topic, &partitions, &[-2, -1]);
     let configs = client.call(
         &DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
@@ -493,7 +505,8 @@ pub fn groups_list(client: &mut Client, as_json: bool) -> anyhow::Result<String>
 }
 
 pub fn groups_describe(client: &mut Client, group: &str, as_json: bool) -> anyhow::Result<String> {
-    let mut peers = Peers::discover(client)?;
+    // Leaders are learnt with the committed topics' metadata below.
+    let mut peers = Peers::of(&MetadataResponse::default());
     let found = client.call(
         &FindCoordinatorRequest::default()
             .with_key(s(group))
@@ -554,8 +567,9 @@ pub fn groups_describe(client: &mut Client, group: &str, as_json: bool) -> anyho
     let leaders: BTreeMap<(String, i32), i32> = if topics.is_empty() {
         BTreeMap::new()
     } else {
-        metadata(client, Some(topics))?
-            .topics
+        let md = metadata(client, Some(topics))?;
+        peers.learn(&md);
+        md.topics
             .iter()
             .flat_map(|t| {
                 let name = t
@@ -636,7 +650,7 @@ pub fn cluster(client: &mut Client, as_json: bool) -> anyhow::Result<String> {
     let described = client.call(&DescribeClusterRequest::default(), 1)?;
     check(described.error_code, "describe cluster")?;
     let md = metadata(client, None)?;
-    let mut peers = Peers::discover(client)?;
+    let mut peers = Peers::of(&md);
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();
     let mut notes = Vec::new();
     // (topic, partition, leader, epoch, [start, local start, last tiered, end])

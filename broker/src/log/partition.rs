@@ -91,6 +91,16 @@ struct Recorded {
 /// Extents remembered per partition at most (a counter's bound, not a data bound).
 const MAX_TRACKED_EXTENTS: usize = 1 << 16;
 
+impl Recorded {
+    /// Remembers a recorded extent starting at `first`, forgetting the oldest past the bound.
+    fn note_extent(&mut self, first: i64) {
+        if self.extents.len() >= MAX_TRACKED_EXTENTS {
+            self.extents.pop_front();
+        }
+        self.extents.push_back(first);
+    }
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: TopicId,
@@ -354,10 +364,7 @@ impl Partition {
     /// HW, for durability `object`) over every contiguous range.
     pub fn mark_recorded(&self, first: i64, end: i64) {
         let mut r = self.recorded.lock().expect("recorded lock");
-        if r.extents.len() >= MAX_TRACKED_EXTENTS {
-            r.extents.pop_front();
-        }
-        r.extents.push_back(first);
+        r.note_extent(first);
         if first > r.end {
             let e = r.ahead.entry(first).or_insert(end);
             *e = (*e).max(end);
@@ -381,10 +388,7 @@ impl Partition {
     pub fn note_tail_extents(&self, firsts: impl IntoIterator<Item = i64>) {
         let mut r = self.recorded.lock().expect("recorded lock");
         for first in firsts {
-            if r.extents.len() >= MAX_TRACKED_EXTENTS {
-                r.extents.pop_front();
-            }
-            r.extents.push_back(first);
+            r.note_extent(first);
         }
     }
 

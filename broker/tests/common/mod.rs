@@ -50,3 +50,57 @@ pub async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool)
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A broker on the given stores with its background tasks running and topic `t` (one
+/// partition) created: the setup the store-fault tests share.
+pub struct OneTopic {
+    pub broker: std::sync::Arc<silt_broker::broker::Broker>,
+    pub p: std::sync::Arc<silt_broker::log::partition::Partition>,
+    cancel: tokio_util::sync::CancellationToken,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl OneTopic {
+    pub async fn start(
+        config: silt_broker::config::Config,
+        catalog: silt_metadata::catalog::Catalog,
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> OneTopic {
+        let broker = silt_broker::broker::Broker::open_with_store(config, catalog, store)
+            .await
+            .unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
+        let topic = broker
+            .create_topic("t", 1, 1, Default::default(), false)
+            .await
+            .unwrap();
+        let p = topic.partition(0).unwrap().clone();
+        OneTopic {
+            broker,
+            p,
+            cancel,
+            background,
+        }
+    }
+
+    /// Validates and appends one batch (as Produce would) to the partition.
+    pub fn append(&self, mut bytes: Vec<u8>) -> silt_broker::log::partition::Appended {
+        let limits = silt_broker::log::batch::Limits {
+            max_message_bytes: 10 << 20,
+            max_decompressed_bytes: 10 << 20,
+            require_keys: false,
+        };
+        let batches = silt_broker::log::batch::validate_record_set(&bytes, &limits).unwrap();
+        self.p
+            .append(&mut bytes, &batches, &self.broker.wal)
+            .unwrap()
+    }
+
+    /// Stops the background tasks and shuts the broker down.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.background.await.unwrap();
+        self.broker.shutdown().await;
+    }
+}
