@@ -45,6 +45,10 @@ pub struct Broker {
     pub tier: Arc<Tier>,
     /// This broker's registration and the live brokers.
     pub membership: Arc<crate::cluster::Membership>,
+    /// ACLs and the decisions made with them.
+    pub authorizer: Arc<crate::security::acl::Authorizer>,
+    /// SCRAM credentials (SASL).
+    pub credentials: crate::security::sasl::Credentials,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion on this broker (and following other brokers'
     /// changes to topics).
@@ -130,8 +134,8 @@ impl Broker {
         catalog: Catalog,
         store: Arc<dyn object_store::ObjectStore>,
     ) -> anyhow::Result<Arc<Broker>> {
-        let (host, port) = config
-            .advertised()
+        let advertised = config.advertised();
+        let (host, port) = advertised
             .rsplit_once(':')
             .context("advertised listener needs host:port")?;
         let advertised_host = host
@@ -139,6 +143,25 @@ impl Broker {
             .trim_end_matches(']')
             .to_string();
         let advertised_port: i32 = port.parse().context("advertised listener port")?;
+        let listeners = config
+            .listeners()
+            .iter()
+            .map(|l| (l.name.clone(), l.advertised().to_string()))
+            .collect();
+        let authorizer = Arc::new(crate::security::acl::Authorizer::new(
+            &config.authorizer,
+            catalog.store().clone(),
+        )?);
+        if config.authorizer.enabled {
+            authorizer.reload().await.context("read ACLs")?;
+        }
+        let credentials = crate::security::sasl::Credentials::new(catalog.store().clone());
+        if !config.sasl.users.is_empty() {
+            credentials
+                .ensure(&config.sasl.users, config.sasl.scram_iterations)
+                .await
+                .context("create the SCRAM credentials of sasl.users")?;
+        }
         let node_id = NodeId(config.node_id);
         let cluster_id = catalog.cluster_id().await?;
         // Join first: a broker that may not serve this cluster stops before touching anything.
@@ -150,6 +173,7 @@ impl Broker {
                 port: advertised_port,
                 rack: config.cluster.rack.clone(),
                 started_ms: now_ms(),
+                listeners,
             },
             &config.cluster,
         )
@@ -331,6 +355,8 @@ impl Broker {
             groups,
             tier,
             membership,
+            authorizer,
+            credentials,
             config,
             node_id,
             cluster_id,
@@ -866,6 +892,7 @@ impl Broker {
         // when the broker has stopped.
         let membership_stop = CancellationToken::new();
         let membership = tokio::spawn(self.membership.clone().run(membership_stop.clone()));
+        tokio::spawn(self.authorizer.clone().run(cancel.clone()));
         // Archiving waits on the object store; it runs apart so checkpoints never wait on it.
         let archiver = tokio::spawn(self.clone().run_archiver(cancel.clone()));
         if !self.config.telemetry.lag_groups.is_empty() {

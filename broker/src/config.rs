@@ -12,6 +12,16 @@ pub struct Config {
     pub listen: String,
     /// `host:port` given to clients in Metadata; the listen address when unset.
     pub advertised_listener: Option<String>,
+    /// Listeners, each with its own security protocol (`[[listeners]]`). When given they
+    /// replace `listen` and `advertised_listener`; when empty, those two make one PLAINTEXT
+    /// listener named `PLAINTEXT`.
+    pub listeners: Vec<ListenerSettings>,
+    /// Certificates for SSL and SASL_SSL listeners (`[tls]`).
+    pub tls: TlsSettings,
+    /// SASL on SASL_PLAINTEXT and SASL_SSL listeners (`[sasl]`).
+    pub sasl: SaslSettings,
+    /// ACLs (`[authorizer]`).
+    pub authorizer: AuthorizerSettings,
     /// WAL, hot segments, embedded metadata and (by default) objects.
     pub data_dir: PathBuf,
     pub node_id: i32,
@@ -47,6 +57,181 @@ pub struct Config {
     pub tiering: TieringSettings,
     pub cluster: ClusterSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// One Kafka listener: Kafka's `listeners`, `advertised.listeners` and
+/// `listener.security.protocol.map` entries for one name, together.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSettings {
+    /// The listener's name (`INTERNAL`, `EXTERNAL`, ...). A client is given the other brokers'
+    /// addresses on the listener it connected to.
+    pub name: String,
+    /// Address to bind, `host:port`.
+    pub listen: String,
+    /// `host:port` given to clients; the listen address when unset.
+    #[serde(default)]
+    pub advertised: Option<String>,
+    #[serde(default)]
+    pub protocol: SecurityProtocol,
+}
+
+impl ListenerSettings {
+    pub fn advertised(&self) -> &str {
+        self.advertised.as_deref().unwrap_or(&self.listen)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SecurityProtocol {
+    #[default]
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    #[serde(rename = "SSL")]
+    Ssl,
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl std::fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        })
+    }
+}
+
+impl SecurityProtocol {
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// Client certificates on TLS listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is asked for (Kafka's `ssl.client.auth=none`).
+    #[default]
+    None,
+    /// Asked for; a client without one connects as `User:ANONYMOUS`.
+    Requested,
+    /// A client without a certificate signed by `client_ca_file` is refused.
+    Required,
+}
+
+/// TLS for SSL and SASL_SSL listeners (`[tls]`, `SILT_TLS__*`). The files are PEM and are
+/// re-read when they change (checked every `reload_interval_ms`): connections made after a
+/// renewal get the new certificate; established ones keep theirs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// CAs that sign client certificates (mTLS); the principal is `User:` and the
+    /// certificate's subject (`CN=client,O=Example`), as Kafka's default mapping gives.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// A TLS handshake that takes longer is abandoned.
+    pub handshake_timeout_ms: u64,
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            client_auth: ClientAuth::None,
+            handshake_timeout_ms: 10_000,
+            reload_interval_ms: 10_000,
+        }
+    }
+}
+
+/// SASL (`[sasl]`, `SILT_SASL__*`). SCRAM credentials live in the metadata store, managed
+/// with AlterUserScramCredentials; PLAIN checks a password against them too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaslSettings {
+    /// Enabled mechanisms: `SCRAM-SHA-512`, `SCRAM-SHA-256`, `PLAIN`.
+    pub mechanisms: Vec<String>,
+    /// Users created at startup when they have no credential yet (name → password), for
+    /// both SCRAM mechanisms: how the first administrator gets in. Existing credentials are
+    /// never overwritten from here.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// PBKDF2 iterations of the credentials created from `users`.
+    pub scram_iterations: u32,
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): a client must re-authenticate within
+    /// this long, or its connection is closed at its next request. 0: sessions do not expire.
+    pub connections_max_reauth_ms: u64,
+    /// A failed authentication is answered after this delay, then the connection is closed.
+    pub failed_authentication_delay_ms: u64,
+    /// Authentications one connection may start per minute; past it the connection is closed.
+    pub max_authentications_per_minute: u32,
+}
+
+impl Default for SaslSettings {
+    fn default() -> Self {
+        SaslSettings {
+            mechanisms: vec![
+                "SCRAM-SHA-512".into(),
+                "SCRAM-SHA-256".into(),
+                "PLAIN".into(),
+            ],
+            users: Default::default(),
+            scram_iterations: 4096,
+            connections_max_reauth_ms: 0,
+            failed_authentication_delay_ms: 100,
+            max_authentications_per_minute: 10,
+        }
+    }
+}
+
+/// ACLs (`[authorizer]`, `SILT_AUTHORIZER__*`): off by default, as in Kafka without an
+/// `authorizer.class.name`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizerSettings {
+    pub enabled: bool,
+    /// Principals allowed everything (`User:admin`).
+    pub super_users: Vec<String>,
+    /// Kafka's `allow.everyone.if.no.acl.found`: a resource no ACL names is open to all.
+    pub allow_everyone_if_no_acl_found: bool,
+    /// Level of the log line for a denied request: `off`, `error`, `warn`, `info`, `debug`,
+    /// `trace` (target `silt::authorizer`).
+    pub log_denied: String,
+    /// Level of the log line for an allowed request.
+    pub log_allowed: String,
+    /// ACLs are re-read this often even when the metadata store's watch is quiet.
+    pub refresh_ms: u64,
+}
+
+impl Default for AuthorizerSettings {
+    fn default() -> Self {
+        AuthorizerSettings {
+            enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
+            log_denied: "info".into(),
+            log_allowed: "debug".into(),
+            refresh_ms: 10_000,
+        }
+    }
 }
 
 /// Membership in the cluster (`[cluster]` in silt.toml, `SILT_CLUSTER__*` in the environment).
@@ -197,6 +382,10 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:9092".into(),
             advertised_listener: None,
+            listeners: Vec::new(),
+            tls: TlsSettings::default(),
+            sasl: SaslSettings::default(),
+            authorizer: AuthorizerSettings::default(),
             data_dir: PathBuf::from("./silt-data"),
             node_id: 1,
             metadata: "embedded".into(),
@@ -270,8 +459,23 @@ mod timestamp_type {
 }
 
 impl Config {
-    pub fn advertised(&self) -> &str {
-        self.advertised_listener.as_deref().unwrap_or(&self.listen)
+    /// The first listener's advertised address.
+    pub fn advertised(&self) -> String {
+        self.listeners()[0].advertised().to_string()
+    }
+
+    /// The listeners: `listeners`, or one PLAINTEXT listener from `listen` and
+    /// `advertised_listener`.
+    pub fn listeners(&self) -> Vec<ListenerSettings> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        vec![ListenerSettings {
+            name: "PLAINTEXT".into(),
+            listen: self.listen.clone(),
+            advertised: self.advertised_listener.clone(),
+            protocol: SecurityProtocol::Plaintext,
+        }]
     }
 
     pub fn object_store_url(&self) -> anyhow::Result<String> {
@@ -341,15 +545,89 @@ impl Config {
                 )
             })?;
         }
-        let (host, port) = self.advertised().rsplit_once(':').ok_or_else(|| {
-            anyhow::anyhow!(
-                "advertised listener {:?} needs host:port",
-                self.advertised()
-            )
-        })?;
-        anyhow::ensure!(!host.is_empty(), "advertised listener needs a host");
-        port.parse::<u16>()
-            .map_err(|_| anyhow::anyhow!("advertised listener port {port:?} is not a port"))?;
+        let listeners = self.listeners();
+        for (i, l) in listeners.iter().enumerate() {
+            anyhow::ensure!(
+                !l.name.is_empty()
+                    && l.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "listener name {:?} must be letters, digits, `_` or `-`",
+                l.name
+            );
+            anyhow::ensure!(
+                listeners[..i].iter().all(|o| o.name != l.name),
+                "listener name {} is used twice",
+                l.name
+            );
+            let (host, port) = l.advertised().rsplit_once(':').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "advertised address {:?} of listener {} needs host:port",
+                    l.advertised(),
+                    l.name
+                )
+            })?;
+            anyhow::ensure!(
+                !host.is_empty(),
+                "advertised address of listener {} needs a host",
+                l.name
+            );
+            port.parse::<u16>().map_err(|_| {
+                anyhow::anyhow!(
+                    "advertised port {port:?} of listener {} is not a port",
+                    l.name
+                )
+            })?;
+        }
+        if listeners.iter().any(|l| l.protocol.tls()) {
+            anyhow::ensure!(
+                self.tls.cert_file.is_some() && self.tls.key_file.is_some(),
+                "SSL and SASL_SSL listeners need tls.cert_file and tls.key_file"
+            );
+        }
+        anyhow::ensure!(
+            self.tls.client_auth == ClientAuth::None || self.tls.client_ca_file.is_some(),
+            "tls.client_auth = {:?} needs tls.client_ca_file",
+            self.tls.client_auth
+        );
+        anyhow::ensure!(
+            self.tls.reload_interval_ms >= 100 && self.tls.handshake_timeout_ms >= 100,
+            "tls.reload_interval_ms and tls.handshake_timeout_ms must be at least 100"
+        );
+        for m in &self.sasl.mechanisms {
+            anyhow::ensure!(
+                crate::security::sasl::Mechanism::parse(m).is_some(),
+                "sasl.mechanisms: {m:?} is not SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
+            );
+        }
+        if listeners.iter().any(|l| l.protocol.sasl()) {
+            anyhow::ensure!(
+                !self.sasl.mechanisms.is_empty(),
+                "SASL listeners need at least one of sasl.mechanisms"
+            );
+        }
+        anyhow::ensure!(
+            (4096..=16384).contains(&self.sasl.scram_iterations),
+            "sasl.scram_iterations must be between 4096 and 16384"
+        );
+        anyhow::ensure!(
+            self.sasl.max_authentications_per_minute >= 1,
+            "sasl.max_authentications_per_minute must be at least 1"
+        );
+        for u in &self.authorizer.super_users {
+            anyhow::ensure!(
+                u.split_once(':')
+                    .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty()),
+                "authorizer.super_users: {u:?} is not a principal like User:admin"
+            );
+        }
+        for level in [&self.authorizer.log_denied, &self.authorizer.log_allowed] {
+            crate::security::acl::parse_level(level)?;
+        }
+        anyhow::ensure!(
+            self.authorizer.refresh_ms >= 100,
+            "authorizer.refresh_ms must be at least 100"
+        );
         Ok(())
     }
 }

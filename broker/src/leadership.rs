@@ -411,6 +411,7 @@ mod tests {
             port: 9000 + node,
             rack: rack.map(str::to_string),
             started_ms: 0,
+            listeners: Default::default(),
         }
     }
 

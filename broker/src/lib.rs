@@ -15,6 +15,7 @@ pub mod group;
 pub mod leadership;
 pub mod log;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod telemetry;
 pub mod tier;
@@ -68,9 +69,23 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     let objects_url = config.object_store_url()?;
     let catalog = Catalog::new(open_metadata_store(&config).await?);
 
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("listen on {}", config.listen))?;
+    // Every listener is bound before anything else starts: a port in use fails the start.
+    let tls = if config.listeners().iter().any(|l| l.protocol.tls()) {
+        Some(security::tls::TlsServer::new(&config.tls).context("load TLS certificates")?)
+    } else {
+        None
+    };
+    let mut listeners = Vec::new();
+    for l in config.listeners() {
+        let socket = tokio::net::TcpListener::bind(&l.listen)
+            .await
+            .with_context(|| format!("listener {} on {}", l.name, l.listen))?;
+        let info = Arc::new(security::Listener {
+            name: l.name.clone(),
+            protocol: l.protocol,
+        });
+        listeners.push((socket, info, l));
+    }
     let admin = tokio::net::TcpListener::bind(&config.admin_listen)
         .await
         .with_context(|| format!("admin listen on {}", config.admin_listen))?;
@@ -79,7 +94,28 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
 
     let broker = broker::Broker::open(config.clone(), catalog).await?;
     let background = tokio::spawn(broker.clone().run_background(cancel.clone()));
-    let kafka = tokio::spawn(server::serve(broker.clone(), listener, cancel.clone()));
+    let mut kafka = Vec::new();
+    let mut described = Vec::new();
+    for (socket, info, l) in listeners {
+        described.push(format!(
+            "{} {} on {} (advertised {})",
+            l.name,
+            l.protocol,
+            l.listen,
+            l.advertised()
+        ));
+        let tls = l.protocol.tls().then(|| tls.clone()).flatten();
+        kafka.push(tokio::spawn(server::serve(
+            broker.clone(),
+            socket,
+            info,
+            tls,
+            cancel.clone(),
+        )));
+    }
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().run_reload(cancel.clone()));
+    }
     let metrics_push = telemetry::endpoint(config.telemetry.otlp_endpoint.as_deref()).map(|url| {
         tokio::spawn(telemetry::push_metrics(
             url,
@@ -94,8 +130,7 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     });
     ready.set(true);
     tracing::info!(
-        listen = %config.listen,
-        advertised = %config.advertised(),
+        listeners = %described.join("; "),
         admin = %config.admin_listen,
         data_dir = %config.data_dir.display(),
         objects = %objects_url,
@@ -103,15 +138,16 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
         "silt broker ready"
     );
     println!(
-        "silt: Kafka listener on {} (advertised {}), admin on http://{}, data in {}",
-        config.listen,
-        config.advertised(),
+        "silt: Kafka listeners {}, admin on http://{}, data in {}",
+        described.join("; "),
         config.admin_listen,
         config.data_dir.display()
     );
     cancel.cancelled().await;
     ready.set(false);
-    let _ = kafka.await;
+    for k in kafka {
+        let _ = k.await;
+    }
     let _ = background.await;
     broker.shutdown().await;
     if let Some(push) = metrics_push {

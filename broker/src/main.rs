@@ -204,7 +204,7 @@ fn operator(command: Command) -> anyhow::Result<()> {
 #[derive(Args, Serialize, Default, Clone)]
 struct ServeArgs {
     /// Configuration file (default: ./silt.toml if present).
-    #[arg(long)]
+    #[arg(long, env = "SILT_CONFIG")]
     #[serde(skip)]
     config: Option<PathBuf>,
     /// Kafka listener address [env: SILT_LISTEN] [default: 127.0.0.1:9092]

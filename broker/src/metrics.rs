@@ -32,6 +32,9 @@ pub struct Metrics {
     pub cache_misses: prometheus::IntCounter,
     pub wal_objects: prometheus::IntCounter,
     pub segments_uploaded: prometheus::IntCounter,
+    pub tls_handshake_failures: prometheus::IntCounter,
+    pub authentications: IntCounterVec,
+    pub authorization_denied: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -51,6 +54,24 @@ fn build() -> Result<Metrics, prometheus::Error> {
             &["api"],
         )?,
         connections: IntGauge::new("silt_broker_connections_active", "Open Kafka connections")?,
+        tls_handshake_failures: prometheus::IntCounter::new(
+            "silt_broker_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out",
+        )?,
+        authentications: IntCounterVec::new(
+            Opts::new(
+                "silt_broker_sasl_authentications_total",
+                "SASL authentications, by mechanism and result (success, failure)",
+            ),
+            &["mechanism", "result"],
+        )?,
+        authorization_denied: IntCounterVec::new(
+            Opts::new(
+                "silt_broker_authorization_denied_total",
+                "Requests or parts of requests the authorizer denied, by resource type",
+            ),
+            &["resource"],
+        )?,
         bytes_in: IntCounterVec::new(
             Opts::new(
                 "silt_broker_bytes_in_total",
@@ -182,6 +203,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.group_offset_writes.clone()))?;
     m.registry.register(Box::new(m.group_lag.clone()))?;
+    m.registry
+        .register(Box::new(m.tls_handshake_failures.clone()))?;
+    m.registry.register(Box::new(m.authentications.clone()))?;
+    m.registry
+        .register(Box::new(m.authorization_denied.clone()))?;
     Ok(m)
 }
 

@@ -5,15 +5,22 @@
 //! the append); what may wait (the WAL sync, a Fetch long poll) runs as a task whose handle goes
 //! to the writer, which sends responses strictly in request order. The queue between them is
 //! bounded, which bounds the requests in flight per connection.
+//!
+//! A listener has a security protocol: TLS listeners complete a handshake (bounded by
+//! `tls.handshake_timeout_ms`) before the first request; SASL listeners accept only
+//! ApiVersions, SaslHandshake and SaslAuthenticate until the client has authenticated, and
+//! close a connection whose session expired (KIP-368) at its next other request.
 
 use crate::api;
 use crate::broker::Broker;
+use crate::security::tls::TlsServer;
+use crate::security::{Listener, Session};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +64,13 @@ pub fn frame<R: Encodable>(header: &RequestHeader, body: &R) -> Frame {
     Frame::Bytes(buf.freeze())
 }
 
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: CancellationToken) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    info: Arc<Listener>,
+    tls: Option<Arc<TlsServer>>,
+    cancel: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -73,24 +86,58 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, cancel: Cancellat
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.clone();
+        let info = info.clone();
+        let tls = tls.clone();
+        let span = tracing::info_span!("conn", %peer, listener = %info.name);
         tokio::spawn(
             async move {
-                if let Err(error) = connection(broker, stream, peer.to_string(), cancel).await {
+                let result = match tls {
+                    None => {
+                        let principal: Arc<str> = crate::security::ANONYMOUS.into();
+                        connection(broker, stream, peer, info, principal, cancel).await
+                    }
+                    Some(tls) => {
+                        let handshake = tls.acceptor().accept(stream);
+                        match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
+                            Ok(Ok(stream)) => {
+                                let principal = crate::security::tls::principal(stream.get_ref().1)
+                                    .unwrap_or_else(|| crate::security::ANONYMOUS.to_string());
+                                tracing::debug!(%principal, "TLS connection");
+                                connection(broker, stream, peer, info, principal.into(), cancel)
+                                    .await
+                            }
+                            Ok(Err(error)) => {
+                                crate::metrics::metrics().tls_handshake_failures.inc();
+                                tracing::info!(%error, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                crate::metrics::metrics().tls_handshake_failures.inc();
+                                tracing::info!("TLS handshake timed out");
+                                Ok(())
+                            }
+                        }
+                    }
+                };
+                if let Err(error) = result {
                     tracing::debug!(%error, "connection closed");
                 }
             }
-            .instrument(tracing::info_span!("conn", %peer)),
+            .instrument(span),
         );
     }
 }
 
-async fn connection(
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: String,
+    stream: S,
+    peer: std::net::SocketAddr,
+    listener: Arc<Listener>,
+    principal: Arc<str>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut auth = api::sasl::Auth::new(listener.protocol.sasl(), principal);
     let (tx, mut rx) = mpsc::channel::<(Reply, &'static str, std::time::Instant)>(MAX_IN_FLIGHT);
     let metrics = crate::metrics::metrics();
     metrics.connections.inc();
@@ -135,6 +182,7 @@ async fn connection(
                 }
             }
         }
+        let _ = writer.shutdown().await;
     });
     let max = broker.config.socket_request_max_bytes;
     let result = async {
@@ -159,10 +207,29 @@ async fn connection(
             reader.read_exact(&mut body).await?;
             let body = body.freeze();
             let started = std::time::Instant::now();
-            let api = api_name(i16::from_be_bytes([body[0], body[1]]));
-            let reply = dispatch(&broker, body, &peer).await?;
+            let key = i16::from_be_bytes([body[0], body[1]]);
+            let api = api_name(key);
+            // SASL requests change the connection's state: handled here, in order.
+            let (reply, close) = match auth.gate(key)? {
+                api::sasl::Gate::Sasl => {
+                    let (frame, close) = auth.handle(&broker, body, &listener).await?;
+                    (Reply::Now(frame), close)
+                }
+                api::sasl::Gate::Pass => {
+                    let session = Session::new(
+                        peer,
+                        listener.clone(),
+                        auth.principal(),
+                        broker.authorizer.clone(),
+                    );
+                    (dispatch(&broker, body, &session).await?, false)
+                }
+            };
             if tx.send((reply, api, started)).await.is_err() {
                 return Ok(());
+            }
+            if close {
+                anyhow::bail!("SASL authentication failed; closing the connection");
             }
         }
     }
@@ -197,7 +264,11 @@ pub fn parse_header(body: &mut Bytes) -> anyhow::Result<(ApiKey, RequestHeader)>
 }
 
 /// Decodes the header and hands the request to its API's handler.
-async fn dispatch(broker: &Arc<Broker>, mut body: Bytes, peer: &str) -> anyhow::Result<Reply> {
+async fn dispatch(
+    broker: &Arc<Broker>,
+    mut body: Bytes,
+    session: &Session,
+) -> anyhow::Result<Reply> {
     let (key, header) = parse_header(&mut body)?;
     let api_version = header.request_api_version;
     let span = tracing::debug_span!(
@@ -208,7 +279,8 @@ async fn dispatch(broker: &Arc<Broker>, mut body: Bytes, peer: &str) -> anyhow::
         api_version,
         correlation_id = header.correlation_id,
         client_id = header.client_id.as_deref().unwrap_or(""),
-        peer,
+        peer = %session.peer,
+        principal = %session.principal,
     );
     let supported = api::supported(key);
     if key == ApiKey::ApiVersions {
@@ -220,7 +292,7 @@ async fn dispatch(broker: &Arc<Broker>, mut body: Bytes, peer: &str) -> anyhow::
     if api_version < min || api_version > max {
         anyhow::bail!("API {key:?} version {api_version} is not supported ({min}..={max})");
     }
-    api::handle(broker, key, header, body, peer)
+    api::handle(broker, key, header, body, session)
         .instrument(span)
         .await
 }

@@ -106,6 +106,24 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// When this incarnation started (ms since the epoch).
     pub started_ms: i64,
+    /// Advertised `host:port` per listener name; `host`/`port` are the first listener's.
+    #[serde(default)]
+    pub listeners: BTreeMap<String, String>,
+}
+
+impl BrokerRegistration {
+    /// The broker's advertised host and port on the named listener; its first listener's
+    /// when it has no listener of that name.
+    pub fn endpoint(&self, listener: &str) -> (String, i32) {
+        self.listeners
+            .get(listener)
+            .and_then(|a| {
+                let (host, port) = a.rsplit_once(':')?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                Some((host.to_string(), port.parse().ok()?))
+            })
+            .unwrap_or_else(|| (self.host.clone(), self.port))
+    }
 }
 
 /// A leadership change decided by the controller: `partition` (as read) goes to `leader`.
@@ -1051,6 +1069,7 @@ mod tests {
             port: 9092 + node,
             rack: None,
             started_ms: 0,
+            listeners: Default::default(),
         };
         let l1 = store.grant_lease(Duration::from_secs(30)).await.unwrap();
         let l2 = store.grant_lease(Duration::from_secs(30)).await.unwrap();

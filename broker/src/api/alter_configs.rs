@@ -1,8 +1,12 @@
 //! AlterConfigs (the legacy API): replaces every override of a topic with the given set.
 //! Broker settings are static (silt.toml, SILT_* variables, flags) and cannot be altered here.
+//! Authorization: ALTER_CONFIGS on the topic (TOPIC_AUTHORIZATION_FAILED) or, for the broker, on
+//! the cluster (CLUSTER_AUTHORIZATION_FAILED).
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{authorize_configs, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::{AdminError, Broker};
+use crate::security::acl::Operation;
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -16,10 +20,24 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: AlterConfigsRequest = decode(header, body)?;
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
+        if let Err(denied) = authorize_configs(
+            session,
+            Operation::AlterConfigs,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+        ) {
+            responses.push(response(
+                resource.resource_type,
+                &resource.resource_name,
+                Err(denied),
+            ));
+            continue;
+        }
         let configs: BTreeMap<String, String> = resource
             .configs
             .iter()

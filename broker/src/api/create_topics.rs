@@ -1,8 +1,12 @@
 //! CreateTopics: name, partitions and replication factor (-1 = broker default), configs by their
 //! Kafka names, validate_only. Any replication factor is accepted and stored; durability comes
-//! from the object store, not from copies on brokers.
+//! from the object store, not from copies on brokers. Authorization: CREATE on the cluster or
+//! on the topic (TOPIC_AUTHORIZATION_FAILED); the created topic's configs are given only with
+//! DESCRIBE_CONFIGS on it.
 
 use crate::broker::{Broker, CreateTopicError};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::{
@@ -22,8 +26,11 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: CreateTopicsRequest = decode(header, body)?;
+    // CREATE on the cluster allows any topic; without it, CREATE on each topic is needed.
+    let create_any = session.may(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
     let mut results = Vec::with_capacity(request.topics.len());
     let mut seen = HashSet::new();
     for t in request.topics {
@@ -41,6 +48,13 @@ pub async fn handle(
             results.push(fail(
                 ResponseError::InvalidRequest,
                 format!("topic {name} is listed twice"),
+            ));
+            continue;
+        }
+        if !create_any && !session.allowed(Operation::Create, ResourceType::Topic, &name) {
+            results.push(fail(
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.".into(),
             ));
             continue;
         }
@@ -82,6 +96,21 @@ pub async fn handle(
             .await
         {
             Ok(topic) => {
+                let created = result
+                    .with_topic_id(topic.record.id.0)
+                    .with_num_partitions(topic.record.partitions)
+                    .with_replication_factor(topic.record.replication_factor);
+                // As in Kafka: no configs, and a config error, without DESCRIBE_CONFIGS.
+                if !session.may(Operation::DescribeConfigs, ResourceType::Topic, &name) {
+                    results.push(
+                        created
+                            .with_topic_config_error_code(
+                                ResponseError::TopicAuthorizationFailed.code(),
+                            )
+                            .with_configs(None),
+                    );
+                    continue;
+                }
                 let overridden = &topic.record.configs;
                 let configs = topic
                     .config
@@ -100,13 +129,7 @@ pub async fn handle(
                             })
                     })
                     .collect();
-                results.push(
-                    result
-                        .with_topic_id(topic.record.id.0)
-                        .with_num_partitions(topic.record.partitions)
-                        .with_replication_factor(topic.record.replication_factor)
-                        .with_configs(Some(configs)),
-                );
+                results.push(created.with_configs(Some(configs)));
             }
             Err(e) => {
                 let code = match &e {

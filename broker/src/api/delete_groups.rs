@@ -1,24 +1,33 @@
 //! DeleteGroups: removes groups without members, with their committed offsets.
+//! Authorization: DELETE on each group (GROUP_AUTHORIZATION_FAILED).
 
 use super::groups::code;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, RequestHeader};
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
 pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: DeleteGroupsRequest = decode(header, body)?;
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in &request.groups_names {
-        let error = match broker.groups.delete(id.as_str()).await {
-            Ok(()) => 0,
-            Err(e) => code(e),
+        let error = if !session.allowed(Operation::Delete, ResourceType::Group, id.as_str()) {
+            ResponseError::GroupAuthorizationFailed.code()
+        } else {
+            match broker.groups.delete(id.as_str()).await {
+                Ok(()) => 0,
+                Err(e) => code(e),
+            }
         };
         results.push(
             DeletableGroupResult::default()

@@ -1,7 +1,10 @@
 //! DeleteRecords: moves a partition's log start offset forward (-1: to the high watermark).
+//! Authorization: DELETE on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
 use super::error_code;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_records_response::{
@@ -15,12 +18,15 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: DeleteRecordsRequest = decode(header, body)?;
     let topics = request
         .topics
         .iter()
         .map(|t| {
+            let authorized =
+                session.allowed(Operation::Delete, ResourceType::Topic, t.name.as_str());
             let topic = broker.topic(t.name.as_str());
             let partitions = t
                 .partitions
@@ -29,6 +35,9 @@ pub fn handle(
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if !authorized {
+                        return r.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) =
                         topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {

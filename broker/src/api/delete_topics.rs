@@ -1,6 +1,10 @@
-//! DeleteTopics: by name (all versions) or by topic id (v6+).
+//! DeleteTopics: by name (all versions) or by topic id (v6+). Authorization: DELETE on the
+//! topic (TOPIC_AUTHORIZATION_FAILED, for a name whether or not the topic exists; a topic given
+//! by id keeps its name hidden from a session that may not DESCRIBE it).
 
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -15,6 +19,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: DeleteTopicsRequest = decode(header, body)?;
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
@@ -32,6 +37,26 @@ pub async fn handle(
         let result = DeletableTopicResult::default()
             .with_name(name.clone())
             .with_topic_id(id);
+        // DELETE on the topic: by name whether or not it exists, by id once the id is known.
+        let target = match (&name, &topic) {
+            (Some(n), _) => Some(n.as_str()),
+            (None, t) => t.as_ref().map(|t| t.record.name.as_str()),
+        };
+        if let Some(target) = target {
+            if !session.allowed(Operation::Delete, ResourceType::Topic, target) {
+                // A topic given by id is named only to a session that may DESCRIBE it.
+                let result = if name.is_none()
+                    && session.may(Operation::Describe, ResourceType::Topic, target)
+                {
+                    result.with_name(Some(TopicName(StrBytes::from_string(target.to_string()))))
+                } else {
+                    result
+                };
+                responses
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
+        }
         let Some(topic) = topic else {
             let code = if name.is_some() {
                 ResponseError::UnknownTopicOrPartition

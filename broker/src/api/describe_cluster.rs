@@ -1,7 +1,10 @@
-//! DescribeCluster: cluster id, controller and brokers (the AdminClient's describeCluster).
+//! DescribeCluster: cluster id, controller and brokers (the AdminClient's describeCluster), by
+//! their address on the listener the client connected to. Authorization: as in Kafka, none is
+//! needed; the authorized operations, when asked for, are 0 without DESCRIBE on the cluster.
 
-use super::metadata::{bits, CLUSTER_OPERATIONS};
+use super::metadata::cluster_authorized_operations;
 use crate::broker::Broker;
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -19,6 +22,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: DescribeClusterRequest = decode(header, body)?;
     let mut response = DescribeClusterResponse::default()
@@ -31,19 +35,19 @@ pub fn handle(
                 .live_brokers()
                 .into_iter()
                 .map(|b| {
+                    let (host, port) = b.endpoint(&session.listener.name);
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(b.node.0))
-                        .with_host(StrBytes::from_string(b.host))
-                        .with_port(b.port)
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(port)
                         .with_rack(b.rack.map(StrBytes::from_string))
                 })
                 .collect(),
         )
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            bits(CLUSTER_OPERATIONS)
-        } else {
-            i32::MIN
-        });
+        .with_cluster_authorized_operations(cluster_authorized_operations(
+            session,
+            request.include_cluster_authorized_operations,
+        ));
     if header.request_api_version >= 1 {
         if request.endpoint_type != ENDPOINT_BROKERS {
             response = response

@@ -1,8 +1,12 @@
 //! DescribeConfigs: every topic config with its value, source and type (synonyms and
 //! documentation when asked), and the broker's static settings under their Kafka names.
+//! Authorization: DESCRIBE_CONFIGS on the topic (TOPIC_AUTHORIZATION_FAILED) or, for the
+//! broker, on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use crate::topic_config::{self, ConfigType, TopicConfig};
 use bytes::Bytes;
@@ -16,6 +20,28 @@ use std::sync::Arc;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+
+/// The config APIs' authorization of one resource, as Kafka's: `operation` (DESCRIBE_CONFIGS
+/// or ALTER_CONFIGS) on the topic, or on the cluster for a broker. Resource types without
+/// configs here pass, to be refused as such.
+pub fn authorize_configs(
+    session: &Session,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), (ResponseError, String)> {
+    match resource_type {
+        RESOURCE_TOPIC if !session.allowed(operation, ResourceType::Topic, name) => Err((
+            ResponseError::TopicAuthorizationFailed,
+            format!("not authorized for the configs of topic {name}"),
+        )),
+        RESOURCE_BROKER if !session.allowed_on_cluster(operation) => Err((
+            ResponseError::ClusterAuthorizationFailed,
+            "not authorized for the broker's configs".to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Kafka's ConfigSource codes.
 const SOURCE_TOPIC: i8 = 1;
@@ -215,6 +241,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let version = header.request_api_version;
     let request: DescribeConfigsRequest = decode(header, body)?;
@@ -225,6 +252,16 @@ pub fn handle(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            if let Err((error, message)) = authorize_configs(
+                session,
+                Operation::DescribeConfigs,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+            ) {
+                return result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(s(message)));
+            }
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topic(resource.resource_name.as_str()) {
                     Some(topic) => topic_entries(broker, &topic.record.configs),

@@ -1,7 +1,9 @@
 //! DescribeGroups: state, protocol, members with their metadata and assignments.
+//! Authorization: DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED).
 
-use super::metadata::bits;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, GROUP_OPERATIONS};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -10,25 +12,28 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
-/// Kafka's AclOperation codes for groups: READ, DELETE, DESCRIBE.
-const GROUP_OPERATIONS: &[i32] = &[3, 6, 8];
-
 pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let version = header.request_api_version;
     let request: DescribeGroupsRequest = decode(header, body)?;
-    let ops = if request.include_authorized_operations {
-        bits(GROUP_OPERATIONS)
-    } else {
-        i32::MIN
-    };
     let groups = request
         .groups
         .iter()
         .map(|id| {
+            if !session.allowed(Operation::Describe, ResourceType::Group, id.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let ops = if request.include_authorized_operations {
+                session.authorized_operations(ResourceType::Group, id.as_str(), GROUP_OPERATIONS)
+            } else {
+                i32::MIN
+            };
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(ops);

@@ -1,6 +1,10 @@
 //! DescribeLogDirs: the one local log directory with each partition's size on disk.
+//! Authorization: DESCRIBE on the cluster; without it no results (and, v3+,
+//! CLUSTER_AUTHORIZATION_FAILED).
 
 use crate::broker::Broker;
+use crate::security::acl::Operation;
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -10,14 +14,28 @@ use kafka_protocol::messages::{
     DescribeLogDirsRequest, DescribeLogDirsResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
 pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: DescribeLogDirsRequest = decode(header, body)?;
+    if !session.allowed_on_cluster(Operation::Describe) {
+        // The top-level error code is in the response from v3.
+        let error = if header.request_api_version >= 3 {
+            ResponseError::ClusterAuthorizationFailed.code()
+        } else {
+            0
+        };
+        return Ok(frame(
+            header,
+            &DescribeLogDirsResponse::default().with_error_code(error),
+        ));
+    }
     let wanted = |topic: &str, partition: i32| {
         request.topics.as_ref().is_none_or(|ts| {
             ts.iter()

@@ -1,10 +1,13 @@
 //! Fetch: whole batches below the high watermark, honouring partition and response max_bytes
 //! (the first batch goes out whole even when larger, KIP-74) and long polling until min_bytes
 //! are available or max_wait_ms passes. Fetch sessions are declined (session id 0), so clients
-//! keep sending full fetches.
+//! keep sending full fetches. Authorization: READ on each topic, decided once per request
+//! (TOPIC_AUTHORIZATION_FAILED for all of a denied topic's partitions).
 
 use super::{check_leader_epoch, error_code};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -23,15 +26,40 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Reply> {
     let request: FetchRequest = decode(&header, body)?;
+    let authorized = authorize(broker, &request, session);
     let broker = broker.clone();
     Ok(Reply::Later(tokio::spawn(async move {
-        respond(&broker, &header, request).await
+        respond(&broker, &header, request, authorized).await
     })))
 }
 
-async fn respond(broker: &Broker, header: &RequestHeader, request: FetchRequest) -> Frame {
+/// READ on each requested topic, in request order: decided once, not on every read of a long
+/// poll. A topic named by an unknown id is let through to be answered UNKNOWN_TOPIC_ID.
+fn authorize(broker: &Broker, request: &FetchRequest, session: &Session) -> Vec<bool> {
+    request
+        .topics
+        .iter()
+        .map(|ft| {
+            if ft.topic_id.is_nil() {
+                session.allowed(Operation::Read, ResourceType::Topic, ft.topic.as_str())
+            } else {
+                broker.topic_by_id(ft.topic_id).is_none_or(|t| {
+                    session.allowed(Operation::Read, ResourceType::Topic, &t.record.name)
+                })
+            }
+        })
+        .collect()
+}
+
+async fn respond(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: FetchRequest,
+    authorized: Vec<bool>,
+) -> Frame {
     if request.session_id != 0 || request.session_epoch > 0 {
         let error = if request.session_id != 0 {
             ResponseError::FetchSessionIdNotFound
@@ -50,7 +78,7 @@ async fn respond(broker: &Broker, header: &RequestHeader, request: FetchRequest)
     loop {
         synced.borrow_and_update();
         recorded.borrow_and_update();
-        let (response, bytes, has_error) = read_once(broker, &request).await;
+        let (response, bytes, has_error) = read_once(broker, &request, &authorized).await;
         let done =
             has_error || bytes >= request.min_bytes.max(0) as usize || Instant::now() >= deadline;
         if done {
@@ -65,19 +93,23 @@ async fn respond(broker: &Broker, header: &RequestHeader, request: FetchRequest)
             }
         };
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let (response, _, _) = read_once(broker, &request).await;
+            let (response, _, _) = read_once(broker, &request, &authorized).await;
             return frame(header, &response);
         }
     }
 }
 
-async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+async fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+    authorized: &[bool],
+) -> (FetchResponse, usize, bool) {
     let mut remaining = (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES);
     let mut total = 0usize;
     let mut has_error = false;
     let read_committed = request.isolation_level == 1;
     let mut topics = Vec::with_capacity(request.topics.len());
-    for ft in &request.topics {
+    for (ft, &allowed) in request.topics.iter().zip(authorized) {
         let topic = if ft.topic_id.is_nil() {
             broker.topic(ft.topic.as_str())
         } else {
@@ -92,6 +124,12 @@ async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, u
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_preferred_read_replica((-1).into());
+            if !allowed {
+                has_error = true;
+                partitions
+                    .push(base.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
                 has_error = true;
                 let code = if ft.topic_id.is_nil() {

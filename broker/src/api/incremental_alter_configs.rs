@@ -1,9 +1,13 @@
 //! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's overrides (APPEND and
-//! SUBTRACT for list configs such as cleanup.policy).
+//! SUBTRACT for list configs such as cleanup.policy). Authorization: ALTER_CONFIGS on the topic
+//! (TOPIC_AUTHORIZATION_FAILED) or, for the broker, on the cluster
+//! (CLUSTER_AUTHORIZATION_FAILED).
 
 use super::alter_configs::{admin_error, static_broker_configs};
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{authorize_configs, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
+use crate::security::acl::Operation;
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use crate::topic_config::{ConfigType, TopicConfig};
 use bytes::Bytes;
@@ -88,12 +92,20 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: IncrementalAlterConfigsRequest = decode(header, body)?;
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
         let name = resource.resource_name.as_str();
+        let authorization = authorize_configs(
+            session,
+            Operation::AlterConfigs,
+            resource.resource_type,
+            name,
+        );
         let result = match resource.resource_type {
+            _ if authorization.is_err() => authorization,
             RESOURCE_TOPIC => match broker.topic(name) {
                 None => Err((
                     ResponseError::UnknownTopicOrPartition,

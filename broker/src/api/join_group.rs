@@ -1,9 +1,12 @@
 //! JoinGroup: answered when the group's rebalance completes. A first join without a member id
 //! gets MEMBER_ID_REQUIRED with an id (v4+, KIP-394); static members (`group.instance.id`,
-//! v5+) keep their identity across restarts.
+//! v5+) keep their identity across restarts. Authorization: READ on the group
+//! (GROUP_AUTHORIZATION_FAILED).
 
 use super::groups::code;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -17,19 +20,32 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
-    peer: &str,
+    session: &Session,
 ) -> anyhow::Result<Reply> {
     let request: JoinGroupRequest = decode(&header, body)?;
+    let version = header.request_api_version;
+    if !session.allowed(
+        Operation::Read,
+        ResourceType::Group,
+        request.group_id.as_str(),
+    ) {
+        let response = failed(
+            &request,
+            version,
+            ResponseError::GroupAuthorizationFailed.code(),
+        );
+        return Ok(Reply::Now(frame(&header, &response)));
+    }
     let broker = broker.clone();
+    let peer = session.peer.as_str();
     let host = format!("/{}", peer.rsplit_once(':').map_or(peer, |(h, _)| h));
     Ok(Reply::Later(tokio::spawn(async move {
-        let version = header.request_api_version;
-        let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
+        let session_timeout = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
         // v0 has no rebalance timeout: it is the session timeout.
         let rebalance = if version >= 1 {
             Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64)
         } else {
-            session
+            session_timeout
         };
         let outcome = broker
             .groups
@@ -42,7 +58,7 @@ pub fn handle(
                     .map(|s| s.as_str().to_string()),
                 header.client_id.as_deref().unwrap_or(""),
                 &host,
-                session,
+                session_timeout,
                 rebalance,
                 request.protocol_type.as_str(),
                 request
@@ -84,16 +100,21 @@ pub fn handle(
                 }
                 r
             }
-            Err(e) => JoinGroupResponse::default()
-                .with_error_code(code(e))
-                .with_generation_id(-1)
-                .with_member_id(request.member_id.clone())
-                .with_protocol_name(if version >= 7 {
-                    None
-                } else {
-                    Some(StrBytes::default())
-                }),
+            Err(e) => failed(&request, version, code(e)),
         };
         frame(&header, &response)
     })))
+}
+
+/// The response to a join that failed with `error`.
+fn failed(request: &JoinGroupRequest, version: i16, error: i16) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(error)
+        .with_generation_id(-1)
+        .with_member_id(request.member_id.clone())
+        .with_protocol_name(if version >= 7 {
+            None
+        } else {
+            Some(StrBytes::default())
+        })
 }

@@ -1,19 +1,33 @@
 //! LeaveGroup: one member (v0-2) or a batch of members by id or instance id (v3+).
+//! Authorization: READ on the group (GROUP_AUTHORIZATION_FAILED, the top-level error).
 
 use super::groups::code;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, RequestHeader};
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
 pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: LeaveGroupRequest = decode(header, body)?;
+    if !session.allowed(
+        Operation::Read,
+        ResourceType::Group,
+        request.group_id.as_str(),
+    ) {
+        let response = LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+        return Ok(frame(header, &response));
+    }
     let batched = header.request_api_version >= 3;
     let members: Vec<(String, Option<String>)> = if batched {
         request

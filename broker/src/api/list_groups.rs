@@ -1,6 +1,9 @@
-//! ListGroups, with the state filter of v4+.
+//! ListGroups, with the state filter of v4+. Authorization: all groups with DESCRIBE on the
+//! cluster, otherwise only those the session may DESCRIBE.
 
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -12,13 +15,16 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: ListGroupsRequest = decode(header, body)?;
+    let all = session.may(Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
     let groups = broker
         .groups
         .list()
         .into_iter()
         .filter(|g| g.state != "Dead")
+        .filter(|g| all || session.may(Operation::Describe, ResourceType::Group, &g.id))
         .filter(|g| {
             request.states_filter.is_empty()
                 || request

@@ -3,11 +3,14 @@
 //! (v7+), -4 the local log start (v8+), -5 the last offset in segment objects (the latest
 //! tiered offset, v9+; -1 when there is none), otherwise the first offset whose timestamp is at least the target: first in the
 //! segment objects below the local log (through the read cache), then locally.
+//! Authorization: DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
 use super::{check_leader_epoch, error_code};
 use crate::broker::Broker;
 use crate::log::batch::record_timestamps;
 use crate::log::partition::{OffsetLookup, Partition};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
@@ -29,11 +32,13 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: ListOffsetsRequest = decode(header, body)?;
     let version = header.request_api_version;
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
+        let authorized = session.allowed(Operation::Describe, ResourceType::Topic, t.name.as_str());
         let topic = broker.topic(t.name.as_str());
         let partitions = t
             .partitions
@@ -44,6 +49,9 @@ pub fn handle(
                     .with_timestamp(-1)
                     .with_offset(-1)
                     .with_leader_epoch(-1);
+                if !authorized {
+                    return base.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                }
                 let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
                 else {
                     return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());

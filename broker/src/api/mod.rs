@@ -1,6 +1,7 @@
 //! One module per Kafka API. [`SUPPORTED`] is the single list of what this broker implements,
 //! at which versions; ApiVersions advertises exactly it.
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -28,12 +29,15 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl;
+pub mod scram_credentials;
 pub mod sync_group;
 
 use crate::broker::Broker;
 use crate::log::batch::BatchError;
 use crate::log::partition::{Partition, PartitionError};
 use crate::log::producer::SequenceError;
+use crate::security::Session;
 use crate::server::Reply;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -69,6 +73,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // v0 is advertised because librdkafka (before 2.10) looks for it to enable SASL at all;
+    // a v0 handshake (raw SASL tokens after it) is refused, clients then use v1.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The metric label of an API.
@@ -101,6 +114,13 @@ pub fn label(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "other",
     }
 }
@@ -117,69 +137,89 @@ pub async fn handle(
     key: ApiKey,
     header: RequestHeader,
     mut body: Bytes,
-    peer: &str,
+    session: &Session,
 ) -> anyhow::Result<Reply> {
     Ok(match key {
-        ApiKey::FindCoordinator => {
-            Reply::Now(find_coordinator::handle(broker, &header, &mut body)?)
+        ApiKey::FindCoordinator => Reply::Now(find_coordinator::handle(
+            broker, &header, &mut body, session,
+        )?),
+        ApiKey::JoinGroup => join_group::handle(broker, header, &mut body, session)?,
+        ApiKey::SyncGroup => sync_group::handle(broker, header, &mut body, session)?,
+        ApiKey::Heartbeat => Reply::Now(heartbeat::handle(broker, &header, &mut body, session)?),
+        ApiKey::LeaveGroup => Reply::Now(leave_group::handle(broker, &header, &mut body, session)?),
+        ApiKey::OffsetCommit => offset_commit::handle(broker, header, &mut body, session)?,
+        ApiKey::OffsetFetch => {
+            Reply::Now(offset_fetch::handle(broker, &header, &mut body, session)?)
         }
-        ApiKey::JoinGroup => join_group::handle(broker, header, &mut body, peer)?,
-        ApiKey::SyncGroup => sync_group::handle(broker, header, &mut body)?,
-        ApiKey::Heartbeat => Reply::Now(heartbeat::handle(broker, &header, &mut body)?),
-        ApiKey::LeaveGroup => Reply::Now(leave_group::handle(broker, &header, &mut body)?),
-        ApiKey::OffsetCommit => offset_commit::handle(broker, header, &mut body)?,
-        ApiKey::OffsetFetch => Reply::Now(offset_fetch::handle(broker, &header, &mut body)?),
-        ApiKey::ListGroups => Reply::Now(list_groups::handle(broker, &header, &mut body)?),
-        ApiKey::DescribeGroups => Reply::Now(describe_groups::handle(broker, &header, &mut body)?),
+        ApiKey::ListGroups => Reply::Now(list_groups::handle(broker, &header, &mut body, session)?),
+        ApiKey::DescribeGroups => Reply::Now(describe_groups::handle(
+            broker, &header, &mut body, session,
+        )?),
         ApiKey::DeleteGroups => {
-            Reply::Now(delete_groups::handle(broker, &header, &mut body).await?)
+            Reply::Now(delete_groups::handle(broker, &header, &mut body, session).await?)
         }
         ApiKey::OffsetDelete => {
-            Reply::Now(offset_delete::handle(broker, &header, &mut body).await?)
+            Reply::Now(offset_delete::handle(broker, &header, &mut body, session).await?)
         }
-        ApiKey::Produce => produce::handle(broker, header, &mut body).await?,
-        ApiKey::Fetch => fetch::handle(broker, header, &mut body)?,
+        ApiKey::Produce => produce::handle(broker, header, &mut body, session).await?,
+        ApiKey::Fetch => fetch::handle(broker, header, &mut body, session)?,
         // Timestamp lookups read and decompress batches: off the runtime threads.
         ApiKey::ListOffsets => {
             let broker = broker.clone();
+            let session = session.clone();
             Reply::Later(tokio::task::spawn_blocking(move || {
-                list_offsets::handle(&broker, &header, &mut body).unwrap_or_else(|error| {
-                    tracing::warn!(%error, "ListOffsets failed; closing the connection");
-                    crate::server::Frame::Failed
-                })
+                list_offsets::handle(&broker, &header, &mut body, &session).unwrap_or_else(
+                    |error| {
+                        tracing::warn!(%error, "ListOffsets failed; closing the connection");
+                        crate::server::Frame::Failed
+                    },
+                )
             }))
         }
-        ApiKey::Metadata => Reply::Now(metadata::handle(broker, &header, &mut body).await?),
+        ApiKey::Metadata => {
+            Reply::Now(metadata::handle(broker, &header, &mut body, session).await?)
+        }
         ApiKey::CreateTopics => {
-            Reply::Now(create_topics::handle(broker, &header, &mut body).await?)
+            Reply::Now(create_topics::handle(broker, &header, &mut body, session).await?)
         }
         ApiKey::DeleteTopics => {
-            Reply::Now(delete_topics::handle(broker, &header, &mut body).await?)
+            Reply::Now(delete_topics::handle(broker, &header, &mut body, session).await?)
         }
-        ApiKey::DescribeConfigs => {
-            Reply::Now(describe_configs::handle(broker, &header, &mut body)?)
-        }
+        ApiKey::DescribeConfigs => Reply::Now(describe_configs::handle(
+            broker, &header, &mut body, session,
+        )?),
         ApiKey::AlterConfigs => {
-            Reply::Now(alter_configs::handle(broker, &header, &mut body).await?)
+            Reply::Now(alter_configs::handle(broker, &header, &mut body, session).await?)
         }
-        ApiKey::IncrementalAlterConfigs => {
-            Reply::Now(incremental_alter_configs::handle(broker, &header, &mut body).await?)
-        }
+        ApiKey::IncrementalAlterConfigs => Reply::Now(
+            incremental_alter_configs::handle(broker, &header, &mut body, session).await?,
+        ),
         ApiKey::CreatePartitions => {
-            Reply::Now(create_partitions::handle(broker, &header, &mut body).await?)
+            Reply::Now(create_partitions::handle(broker, &header, &mut body, session).await?)
         }
-        ApiKey::DescribeCluster => {
-            Reply::Now(describe_cluster::handle(broker, &header, &mut body)?)
+        ApiKey::DescribeCluster => Reply::Now(describe_cluster::handle(
+            broker, &header, &mut body, session,
+        )?),
+        ApiKey::DescribeLogDirs => Reply::Now(describe_log_dirs::handle(
+            broker, &header, &mut body, session,
+        )?),
+        ApiKey::DeleteRecords => {
+            Reply::Now(delete_records::handle(broker, &header, &mut body, session)?)
         }
-        ApiKey::DescribeLogDirs => {
-            Reply::Now(describe_log_dirs::handle(broker, &header, &mut body)?)
-        }
-        ApiKey::DeleteRecords => Reply::Now(delete_records::handle(broker, &header, &mut body)?),
         ApiKey::InitProducerId => {
-            Reply::Now(init_producer_id::handle(broker, &header, &mut body).await?)
+            Reply::Now(init_producer_id::handle(broker, &header, &mut body, session).await?)
         }
-        ApiKey::OffsetForLeaderEpoch => {
-            Reply::Now(offset_for_leader_epoch::handle(broker, &header, &mut body)?)
+        ApiKey::OffsetForLeaderEpoch => Reply::Now(offset_for_leader_epoch::handle(
+            broker, &header, &mut body, session,
+        )?),
+        ApiKey::CreateAcls => Reply::Now(acls::create(broker, &header, &mut body, session).await?),
+        ApiKey::DescribeAcls => Reply::Now(acls::describe(broker, &header, &mut body, session)?),
+        ApiKey::DeleteAcls => Reply::Now(acls::delete(broker, &header, &mut body, session).await?),
+        ApiKey::DescribeUserScramCredentials => {
+            Reply::Now(scram_credentials::describe(broker, &header, &mut body, session).await?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            Reply::Now(scram_credentials::alter(broker, &header, &mut body, session).await?)
         }
         other => anyhow::bail!("API {other:?} is not supported"),
     })
@@ -249,6 +289,17 @@ pub fn decode_request(mut body: Bytes) -> anyhow::Result<()> {
         ApiKey::DescribeGroups => drop(decode::<m::DescribeGroupsRequest>(&header, &mut body)?),
         ApiKey::DeleteGroups => drop(decode::<m::DeleteGroupsRequest>(&header, &mut body)?),
         ApiKey::OffsetDelete => drop(decode::<m::OffsetDeleteRequest>(&header, &mut body)?),
+        ApiKey::SaslHandshake => drop(decode::<m::SaslHandshakeRequest>(&header, &mut body)?),
+        ApiKey::SaslAuthenticate => drop(decode::<m::SaslAuthenticateRequest>(&header, &mut body)?),
+        ApiKey::CreateAcls => drop(decode::<m::CreateAclsRequest>(&header, &mut body)?),
+        ApiKey::DescribeAcls => drop(decode::<m::DescribeAclsRequest>(&header, &mut body)?),
+        ApiKey::DeleteAcls => drop(decode::<m::DeleteAclsRequest>(&header, &mut body)?),
+        ApiKey::DescribeUserScramCredentials => drop(decode::<
+            m::DescribeUserScramCredentialsRequest,
+        >(&header, &mut body)?),
+        ApiKey::AlterUserScramCredentials => drop(decode::<m::AlterUserScramCredentialsRequest>(
+            &header, &mut body,
+        )?),
         other => anyhow::bail!("API {other:?} has no decoder here"),
     }
     Ok(())

@@ -1,10 +1,14 @@
 //! OffsetCommit: checks the member and generation, then answers once the offsets are durable in
-//! the metadata store (commits that arrive together share one write).
+//! the metadata store (commits that arrive together share one write). Authorization: READ on
+//! the group (else GROUP_AUTHORIZATION_FAILED for every partition), then READ on each topic
+//! (TOPIC_AUTHORIZATION_FAILED for its partitions, which are not committed).
 
 use super::groups::code;
 use crate::broker::Broker;
 use crate::group::OffsetEntry;
 use crate::log::partition::now_ms;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::offset_commit_response::{
@@ -18,8 +22,28 @@ pub fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Reply> {
     let request: OffsetCommitRequest = decode(&header, body)?;
+    // Per topic: the authorization error its partitions get, if any (decided now).
+    let group_allowed = session.allowed(
+        Operation::Read,
+        ResourceType::Group,
+        request.group_id.as_str(),
+    );
+    let denied: Vec<Option<i16>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            if !group_allowed {
+                Some(ResponseError::GroupAuthorizationFailed.code())
+            } else if !session.allowed(Operation::Read, ResourceType::Topic, t.name.as_str()) {
+                Some(ResponseError::TopicAuthorizationFailed.code())
+            } else {
+                None
+            }
+        })
+        .collect();
     let broker = broker.clone();
     Ok(Reply::Later(tokio::spawn(async move {
         let now = now_ms();
@@ -29,7 +53,9 @@ pub fn handle(
         for (t, topic) in request.topics.iter().enumerate() {
             let known = broker.topic(topic.name.as_str());
             for p in &topic.partitions {
-                let result = if known
+                let result = if let Some(error) = denied[t] {
+                    Err(error)
+                } else if known
                     .as_ref()
                     .and_then(|k| k.partition(p.partition_index))
                     .is_none()

@@ -1,8 +1,12 @@
 //! OffsetDelete: removes a group's committed offsets for partitions of topics its members do
-//! not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+//! not subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise). Authorization: DELETE on the group
+//! (GROUP_AUTHORIZATION_FAILED), then READ on each topic (TOPIC_AUTHORIZATION_FAILED for its
+//! partitions, whose offsets stay).
 
 use super::groups::code;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::offset_delete_response::{
@@ -36,13 +40,30 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Frame> {
     let request: OffsetDeleteRequest = decode(header, body)?;
+    if !session.allowed(
+        Operation::Delete,
+        ResourceType::Group,
+        request.group_id.as_str(),
+    ) {
+        let response = OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+        return Ok(frame(header, &response));
+    }
+    let authorized: Vec<bool> = request
+        .topics
+        .iter()
+        .map(|t| session.allowed(Operation::Read, ResourceType::Topic, t.name.as_str()))
+        .collect();
     let subs = subscribed(broker, request.group_id.as_str());
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&authorized)
+        .filter(|(_, allowed)| **allowed)
+        .flat_map(|(t, _)| {
             t.partitions
                 .iter()
                 .map(move |p| (t.name.as_str().to_string(), p.partition_index))
@@ -60,21 +81,25 @@ pub async fn handle(
                 request
                     .topics
                     .iter()
-                    .map(|t| {
+                    .zip(&authorized)
+                    .map(|(t, &allowed)| {
                         OffsetDeleteResponseTopic::default()
                             .with_name(t.name.clone())
                             .with_partitions(
                                 t.partitions
                                     .iter()
                                     .map(|p| {
-                                        let deleted = results.next().unwrap_or(false);
+                                        // The results are for authorized topics only.
+                                        let error = if !allowed {
+                                            ResponseError::TopicAuthorizationFailed.code()
+                                        } else if results.next().unwrap_or(false) {
+                                            0
+                                        } else {
+                                            ResponseError::GroupSubscribedToTopic.code()
+                                        };
                                         OffsetDeleteResponsePartition::default()
                                             .with_partition_index(p.partition_index)
-                                            .with_error_code(if deleted {
-                                                0
-                                            } else {
-                                                ResponseError::GroupSubscribedToTopic.code()
-                                            })
+                                            .with_error_code(error)
                                     })
                                     .collect(),
                             )

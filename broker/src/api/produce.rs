@@ -1,10 +1,14 @@
 //! Produce: validate each partition's batches, append them in arrival order (on the
 //! connection's reader), then wait for the WAL sync off the reader and answer. acks=0 gets no
 //! response; acks=1 and acks=all are answered once the batches are durable in the local WAL.
+//! Authorization: WRITE on each topic (TOPIC_AUTHORIZATION_FAILED for all of its partitions,
+//! whether or not the topic exists); a transactional produce needs WRITE on its id first.
 
 use super::{batch_error_code, error_code};
 use crate::broker::Broker;
 use crate::log::batch::{validate_record_set, Limits};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Frame, Reply};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -35,9 +39,19 @@ pub async fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Reply> {
     let request: ProduceRequest = decode(&header, body)?;
     let acks = request.acks;
+    // Transactions are not supported: a transactional produce fails either way. As in Kafka,
+    // WRITE on its transactional id is checked first (and its topics then are not).
+    let transactional = request.transactional_id.as_ref().map(|id| {
+        if session.allowed(Operation::Write, ResourceType::TransactionalId, id.as_str()) {
+            "transactions are not supported"
+        } else {
+            "not authorized to write with this transactional id"
+        }
+    });
     let mut max_seq = 0u64;
     let mut recorded_waits: Vec<RecordedWait> = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -45,6 +59,12 @@ pub async fn handle(
     // replaced as leader: it acknowledges nothing until it is sure again.
     let member = !broker.clustered() || broker.membership.healthy();
     for topic_data in request.topic_data {
+        let authorized = transactional.is_some()
+            || session.allowed(
+                Operation::Write,
+                ResourceType::Topic,
+                topic_data.name.as_str(),
+            );
         let topic = broker.topic(topic_data.name.as_str());
         let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
@@ -59,11 +79,15 @@ pub async fn handle(
                 ));
                 continue;
             }
-            if request.transactional_id.is_some() {
+            if let Some(message) = transactional {
                 outcomes.push(fail(
                     ResponseError::TransactionalIdAuthorizationFailed,
-                    "transactions are not supported".into(),
+                    message.into(),
                 ));
+                continue;
+            }
+            if !authorized {
+                outcomes.push(fail(ResponseError::TopicAuthorizationFailed, String::new()));
                 continue;
             }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {

@@ -1,19 +1,33 @@
 //! SyncGroup: the leader's assignments go to every member; the broker never reads them.
+//! Authorization: READ on the group (GROUP_AUTHORIZATION_FAILED).
 
 use super::groups::code;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::server::{decode, frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 
 pub fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
+    session: &Session,
 ) -> anyhow::Result<Reply> {
     let request: SyncGroupRequest = decode(&header, body)?;
+    if !session.allowed(
+        Operation::Read,
+        ResourceType::Group,
+        request.group_id.as_str(),
+    ) {
+        let response = SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+        return Ok(Reply::Now(frame(&header, &response)));
+    }
     let broker = broker.clone();
     Ok(Reply::Later(tokio::spawn(async move {
         let result = broker
