@@ -3,7 +3,8 @@
 #   - Debian packages: kcat, librdkafka-dev + pkg-config (the rdkafka crate links the system
 #     librdkafka), a JDK and Maven for the Java client, protobuf-compiler (etcd-client
 #     compiles etcd's .proto files) and etcd-server (the cluster tests start it on free
-#     loopback ports) (each skipped when already present);
+#     loopback ports) and openssl (the TLS tests read the broker's certificate with s_client)
+#     (each skipped when already present);
 #   - kafka-clients jars from Maven Central (tests/java/build.sh);
 #   - confluent-kafka (a current librdkafka, next to Debian's 2.0.2) and kafka-python (an
 #     independent implementation) from PyPI, and moto, the S3-compatible server the
@@ -29,6 +30,7 @@ command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_pkgs+=(maven)
 command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   as_root apt-get update -qq

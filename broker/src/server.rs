@@ -97,7 +97,7 @@ pub async fn serve(
                         connection(broker, stream, peer, info, principal, cancel).await
                     }
                     Some(tls) => {
-                        let handshake = tls.acceptor().accept(stream);
+                        let handshake = tls.acceptor(info.protocol.sasl()).accept(stream);
                         match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
                             Ok(Ok(stream)) => {
                                 let principal = crate::security::tls::principal(stream.get_ref().1)

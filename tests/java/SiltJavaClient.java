@@ -15,6 +15,34 @@
 //   consume <bootstrap> <topic> <count>
 //       assign() all partitions of <topic>, seek to beginning, poll until
 //       <count> records arrived; verify per-partition offsets are contiguous.
+//       Reports "available": end offsets minus start offsets after consuming.
+//   send <bootstrap> <topic> <count>
+//       Produce <count> records to an existing <topic> (no topic creation;
+//       partitions from metadata).
+//   create-topic <bootstrap> <topic>[,<topic>...] <partitions>
+//       AdminClient createTopics.
+//   group-offsets <bootstrap> <group>
+//       AdminClient listConsumerGroupOffsets: "committed" (sum), "partitions".
+//   scram-upsert <bootstrap> <user> <password> <mechanism> [iterations]
+//       AdminClient alterUserScramCredentials (mechanism SCRAM-SHA-256 or
+//       SCRAM-SHA-512; iterations default 4096).
+//   scram-describe <bootstrap> [user[,user...]]
+//       AdminClient describeUserScramCredentials (every user, or those named):
+//       "users":{"alice":["SCRAM-SHA-512:4096"],...}.
+//   acl-create <bootstrap> <principal> <resourceType> <patternType> <name> <op[,op...]> [ALLOW|DENY] [host]
+//   acl-delete <bootstrap> <principal> <resourceType> <patternType> <name> <op[,op...]> [ALLOW|DENY] [host]
+//       AdminClient createAcls / deleteAcls, one binding (filter) per operation,
+//       e.g. acl-create B User:alice TOPIC PREFIXED team-a. READ,WRITE ALLOW.
+//       Report "created" / "deleted" (bindings).
+//   acl-describe <bootstrap> [principal]
+//       AdminClient describeAcls(ANY), optionally only <principal>'s:
+//       "acls":[{"principal":..,"host":..,"resourceType":..,"patternType":..,
+//       "name":..,"operation":..,"permission":..}].
+//   produce-for <bootstrap> <topic> <millis>
+//       Create <topic> (1 partition) unless it exists, then produce one record
+//       at a time (each acknowledged before the next) for <millis> ms with one
+//       producer; report "sent", "acked" and the producer's connection and
+//       (re-)authentication metrics.
 //
 // Record i (0-based) has: partition i % numPartitions, key "key-i",
 // value "value-i" (null when i % 10 == 0), header "h" = bytes "hv-i",
@@ -30,6 +58,11 @@
 //   SILT_JAVA_DEADLINE_MS  hard watchdog for the whole run (default 10x timeout)
 //   SILT_JAVA_LOG_LEVEL    slf4j-simple level (default warn)
 //   SILT_JAVA_RF           replication factor for created topics (default 3)
+//   SILT_JAVA_CLIENT_CONFIG a .properties file whose entries are added to every
+//                          client config built here (producer, consumer,
+//                          admin), after (so overriding) the built-in ones:
+//                          security.protocol, sasl.*, ssl.*. When set, the
+//                          default timeout is 15000 ms instead of 30000.
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -73,7 +106,8 @@ public final class SiltJavaClient {
     static final short REPLICATION = (short) envLong("SILT_JAVA_RF", 3);
     static final int LINGER_MS = 5;
 
-    static final long TIMEOUT_MS = envLong("SILT_JAVA_TIMEOUT_MS", 30_000L);
+    static final long TIMEOUT_MS = envLong("SILT_JAVA_TIMEOUT_MS",
+            System.getenv("SILT_JAVA_CLIENT_CONFIG") == null ? 30_000L : 15_000L);
     static final long DEADLINE_MS = envLong("SILT_JAVA_DEADLINE_MS", 10 * TIMEOUT_MS);
     /** Producer delivery.timeout.ms; must be >= linger.ms + request.timeout.ms. */
     static final long DELIVERY_TIMEOUT_MS = TIMEOUT_MS + LINGER_MS + 1_000L;
@@ -82,6 +116,9 @@ public final class SiltJavaClient {
     static final Duration CLOSE_TIMEOUT = Duration.ofMillis(Math.min(TIMEOUT_MS, 5_000L));
 
     static final AtomicBoolean FINISHED = new AtomicBoolean(false);
+
+    /** Entries of $SILT_JAVA_CLIENT_CONFIG, added to every client config (loaded in main). */
+    static Properties extraConfig = new Properties();
 
     static {
         // Must run before any Kafka class initialises slf4j.
@@ -104,6 +141,7 @@ public final class SiltJavaClient {
     public static void main(String[] args) {
         startWatchdog();
         try {
+            extraConfig = loadExtraConfig();
             if (args.length < 1) {
                 throw new CheckFailed(usage());
             }
@@ -148,6 +186,52 @@ public final class SiltJavaClient {
                 case "consume": {
                     need(args, 4, 4);
                     json = consumeCmd(args[1], args[2], parseCount(args[3]));
+                    break;
+                }
+                case "send": {
+                    need(args, 4, 4);
+                    json = sendCmd(args[1], args[2], parseCount(args[3]));
+                    break;
+                }
+                case "create-topic": {
+                    need(args, 4, 4);
+                    json = createTopicCmd(args[1], args[2], parseCount(args[3]));
+                    break;
+                }
+                case "group-offsets": {
+                    need(args, 3, 3);
+                    json = groupOffsetsCmd(args[1], args[2]);
+                    break;
+                }
+                case "scram-upsert": {
+                    need(args, 5, 6);
+                    json = scramUpsertCmd(args[1], args[2], args[3], args[4],
+                            args.length > 5 ? parseCount(args[5]) : 4096);
+                    break;
+                }
+                case "scram-describe": {
+                    need(args, 2, 3);
+                    json = scramDescribeCmd(args[1], args.length > 2 ? args[2] : null);
+                    break;
+                }
+                case "acl-create": {
+                    need(args, 7, 9);
+                    json = aclCreateCmd(args[1], aclBindings(args));
+                    break;
+                }
+                case "acl-delete": {
+                    need(args, 7, 9);
+                    json = aclDeleteCmd(args[1], aclBindings(args));
+                    break;
+                }
+                case "acl-describe": {
+                    need(args, 2, 3);
+                    json = aclDescribeCmd(args[1], args.length > 2 ? args[2] : null);
+                    break;
+                }
+                case "produce-for": {
+                    need(args, 4, 4);
+                    json = produceForCmd(args[1], args[2], parseCount(args[3]));
                     break;
                 }
                 default:
@@ -339,10 +423,280 @@ public final class SiltJavaClient {
                         "timed out after %d ms: consumed %d of %d records (start %s, next %s)",
                         2 * TIMEOUT_MS, consumed, count, start, nextOffset));
             }
-            return "\"consumed\":" + consumed + ",\"partitions\":" + tps.size();
+            step("endOffsets");
+            Map<TopicPartition, Long> ends = consumer.endOffsets(tps, Duration.ofMillis(TIMEOUT_MS));
+            long available = 0;
+            for (TopicPartition tp : tps) {
+                Long e = ends.get(tp);
+                if (e == null) {
+                    throw new CheckFailed("endOffsets missing " + tp);
+                }
+                available += e - start.get(tp.partition());
+            }
+            return "\"consumed\":" + consumed + ",\"partitions\":" + tps.size()
+                    + ",\"available\":" + available;
         } finally {
             consumer.close(CLOSE_TIMEOUT);
         }
+    }
+
+    // ---------------------------------------------------------------- security commands
+
+    /** Produce to an existing topic: no createTopics (which needs CREATE), partitions from metadata. */
+    static String sendCmd(String bootstrap, String topic, int count) throws Exception {
+        step("produce " + count + " to " + topic);
+        int partitions = produce(bootstrap, topic, count, "none", -1);
+        return "\"produced\":" + count + ",\"partitions\":" + partitions;
+    }
+
+    static String createTopicCmd(String bootstrap, String topics, int partitions) throws Exception {
+        List<NewTopic> all = new ArrayList<>();
+        StringBuilder names = new StringBuilder("[");
+        for (String t : topics.split(",")) {
+            if (t.isEmpty()) {
+                continue;
+            }
+            all.add(new NewTopic(t, partitions, REPLICATION));
+            if (names.length() > 1) {
+                names.append(',');
+            }
+            names.append(jsonString(t));
+        }
+        check(!all.isEmpty(), "no topic names in '" + topics + "'");
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("create topics " + topics);
+            get(admin.createTopics(all).all(), "createTopics");
+        }
+        return "\"created\":" + names.append(']');
+    }
+
+    static String groupOffsetsCmd(String bootstrap, String group) throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("list offsets of group " + group);
+            Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> offsets =
+                    get(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata(),
+                            "listConsumerGroupOffsets");
+            long total = 0;
+            int partitions = 0;
+            for (org.apache.kafka.clients.consumer.OffsetAndMetadata o : offsets.values()) {
+                if (o != null) {
+                    total += o.offset();
+                    partitions++;
+                }
+            }
+            return "\"committed\":" + total + ",\"partitions\":" + partitions;
+        }
+    }
+
+    static String scramUpsertCmd(String bootstrap, String user, String password, String mechanism,
+            int iterations) throws Exception {
+        org.apache.kafka.clients.admin.ScramMechanism m =
+                org.apache.kafka.clients.admin.ScramMechanism.fromMechanismName(mechanism);
+        check(m != org.apache.kafka.clients.admin.ScramMechanism.UNKNOWN,
+                "unknown SCRAM mechanism '" + mechanism + "' (SCRAM-SHA-256, SCRAM-SHA-512)");
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("alterUserScramCredentials " + user);
+            org.apache.kafka.clients.admin.UserScramCredentialAlteration upsert =
+                    new org.apache.kafka.clients.admin.UserScramCredentialUpsertion(user,
+                            new org.apache.kafka.clients.admin.ScramCredentialInfo(m, iterations), password);
+            get(admin.alterUserScramCredentials(List.of(upsert)).all(), "alterUserScramCredentials");
+        }
+        return "\"user\":" + jsonString(user) + ",\"mechanism\":" + jsonString(m.mechanismName())
+                + ",\"iterations\":" + iterations;
+    }
+
+    static String scramDescribeCmd(String bootstrap, String users) throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("describeUserScramCredentials");
+            org.apache.kafka.clients.admin.DescribeUserScramCredentialsResult result = users == null
+                    ? admin.describeUserScramCredentials()
+                    : admin.describeUserScramCredentials(List.of(users.split(",")));
+            Map<String, org.apache.kafka.clients.admin.UserScramCredentialsDescription> all =
+                    get(result.all(), "describeUserScramCredentials");
+            StringBuilder sb = new StringBuilder("\"users\":{");
+            boolean firstUser = true;
+            for (String user : new java.util.TreeSet<>(all.keySet())) {
+                if (!firstUser) {
+                    sb.append(',');
+                }
+                firstUser = false;
+                List<String> infos = new ArrayList<>();
+                for (org.apache.kafka.clients.admin.ScramCredentialInfo info : all.get(user).credentialInfos()) {
+                    infos.add(info.mechanism().mechanismName() + ":" + info.iterations());
+                }
+                java.util.Collections.sort(infos);
+                sb.append(jsonString(user)).append(":[");
+                for (int k = 0; k < infos.size(); k++) {
+                    if (k > 0) {
+                        sb.append(',');
+                    }
+                    sb.append(jsonString(infos.get(k)));
+                }
+                sb.append(']');
+            }
+            return sb.append('}').toString();
+        }
+    }
+
+    /** acl-create/acl-delete arguments: one binding per operation. */
+    static List<org.apache.kafka.common.acl.AclBinding> aclBindings(String[] args) {
+        String principal = args[2];
+        org.apache.kafka.common.resource.ResourceType rt =
+                org.apache.kafka.common.resource.ResourceType.fromString(args[3]);
+        check(rt != org.apache.kafka.common.resource.ResourceType.UNKNOWN
+                && rt != org.apache.kafka.common.resource.ResourceType.ANY,
+                "bad resource type '" + args[3] + "'");
+        org.apache.kafka.common.resource.PatternType pt =
+                org.apache.kafka.common.resource.PatternType.fromString(args[4]);
+        check(pt == org.apache.kafka.common.resource.PatternType.LITERAL
+                || pt == org.apache.kafka.common.resource.PatternType.PREFIXED,
+                "bad pattern type '" + args[4] + "' (LITERAL, PREFIXED)");
+        String name = args[5];
+        String permission = args.length > 7 ? args[7] : "ALLOW";
+        org.apache.kafka.common.acl.AclPermissionType perm =
+                org.apache.kafka.common.acl.AclPermissionType.fromString(permission);
+        check(perm == org.apache.kafka.common.acl.AclPermissionType.ALLOW
+                || perm == org.apache.kafka.common.acl.AclPermissionType.DENY,
+                "bad permission '" + permission + "' (ALLOW, DENY)");
+        String host = args.length > 8 ? args[8] : "*";
+        List<org.apache.kafka.common.acl.AclBinding> out = new ArrayList<>();
+        for (String o : args[6].split(",")) {
+            org.apache.kafka.common.acl.AclOperation op = org.apache.kafka.common.acl.AclOperation.fromString(o);
+            check(op != org.apache.kafka.common.acl.AclOperation.UNKNOWN
+                    && op != org.apache.kafka.common.acl.AclOperation.ANY,
+                    "bad operation '" + o + "'");
+            out.add(new org.apache.kafka.common.acl.AclBinding(
+                    new org.apache.kafka.common.resource.ResourcePattern(rt, name, pt),
+                    new org.apache.kafka.common.acl.AccessControlEntry(principal, host, op, perm)));
+        }
+        return out;
+    }
+
+    static String aclCreateCmd(String bootstrap, List<org.apache.kafka.common.acl.AclBinding> bindings)
+            throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("createAcls " + bindings);
+            get(admin.createAcls(bindings).all(), "createAcls");
+        }
+        return "\"created\":" + bindings.size();
+    }
+
+    static String aclDeleteCmd(String bootstrap, List<org.apache.kafka.common.acl.AclBinding> bindings)
+            throws Exception {
+        List<org.apache.kafka.common.acl.AclBindingFilter> filters = new ArrayList<>();
+        for (org.apache.kafka.common.acl.AclBinding b : bindings) {
+            filters.add(b.toFilter());
+        }
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("deleteAcls " + filters);
+            java.util.Collection<org.apache.kafka.common.acl.AclBinding> deleted =
+                    get(admin.deleteAcls(filters).all(), "deleteAcls");
+            return "\"deleted\":" + deleted.size();
+        }
+    }
+
+    static String aclDescribeCmd(String bootstrap, String principal) throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("describeAcls");
+            java.util.Collection<org.apache.kafka.common.acl.AclBinding> all =
+                    get(admin.describeAcls(org.apache.kafka.common.acl.AclBindingFilter.ANY).values(),
+                            "describeAcls");
+            List<String> rows = new ArrayList<>();
+            for (org.apache.kafka.common.acl.AclBinding b : all) {
+                if (principal != null && !principal.equals(b.entry().principal())) {
+                    continue;
+                }
+                rows.add("{\"principal\":" + jsonString(b.entry().principal())
+                        + ",\"host\":" + jsonString(b.entry().host())
+                        + ",\"resourceType\":" + jsonString(b.pattern().resourceType().toString())
+                        + ",\"patternType\":" + jsonString(b.pattern().patternType().toString())
+                        + ",\"name\":" + jsonString(b.pattern().name())
+                        + ",\"operation\":" + jsonString(b.entry().operation().toString())
+                        + ",\"permission\":" + jsonString(b.entry().permissionType().toString()) + "}");
+            }
+            java.util.Collections.sort(rows);
+            return "\"acls\":[" + String.join(",", rows) + "]";
+        }
+    }
+
+    /**
+     * One producer sends one record at a time for <millis> ms, each acknowledged before the next:
+     * long enough for connections.max.reauth.ms to pass on its connection (KIP-368).
+     */
+    static String produceForCmd(String bootstrap, String topic, int millis) throws Exception {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            step("create topic " + topic + " (if missing)");
+            try {
+                get(admin.createTopics(List.of(new NewTopic(topic, 1, REPLICATION))).all(), "createTopics");
+            } catch (ExecutionException e) {
+                if (!(e.getCause() instanceof TopicExistsException)) {
+                    throw e;
+                }
+            }
+        }
+        int sent = 0;
+        int acked = 0;
+        long started = System.currentTimeMillis();
+        KafkaProducer<String, String> producer = new KafkaProducer<>(producerProps(bootstrap, "none"));
+        try {
+            step("produce for " + millis + " ms");
+            long end = started + millis;
+            while (System.currentTimeMillis() < end) {
+                ProducerRecord<String, String> rec = new ProducerRecord<>(topic, 0, "key-" + sent, "value-" + sent);
+                sent++;
+                try {
+                    producer.send(rec).get(DELIVERY_TIMEOUT_MS + SLACK_MS, TimeUnit.MILLISECONDS);
+                } catch (ExecutionException e) {
+                    throw new CheckFailed("record " + (sent - 1) + " failed after " + acked + " acked, "
+                            + (System.currentTimeMillis() - started) + " ms in: " + describe(e.getCause()));
+                } catch (java.util.concurrent.TimeoutException e) {
+                    throw new CheckFailed("record " + (sent - 1) + " not acknowledged in time");
+                }
+                acked++;
+                Thread.sleep(20);
+            }
+            Map<org.apache.kafka.common.MetricName, ? extends org.apache.kafka.common.Metric> m = producer.metrics();
+            return "\"sent\":" + sent + ",\"acked\":" + acked
+                    + ",\"ms\":" + (System.currentTimeMillis() - started)
+                    + ",\"reauthentications\":" + metricTotal(m, "successful-reauthentication-total")
+                    + ",\"failedReauthentications\":" + metricTotal(m, "failed-reauthentication-total")
+                    + ",\"authentications\":" + metricTotal(m, "successful-authentication-total")
+                    + ",\"connectionsCreated\":" + metricTotal(m, "connection-creation-total")
+                    + ",\"connectionsClosed\":" + metricTotal(m, "connection-close-total");
+        } finally {
+            producer.close(CLOSE_TIMEOUT);
+        }
+    }
+
+    /** The sum of a client-level ("*-metrics" group) metric, as a whole number. */
+    static long metricTotal(Map<org.apache.kafka.common.MetricName, ? extends org.apache.kafka.common.Metric> metrics,
+            String name) {
+        double sum = 0;
+        for (Map.Entry<org.apache.kafka.common.MetricName, ? extends org.apache.kafka.common.Metric> e
+                : metrics.entrySet()) {
+            org.apache.kafka.common.MetricName n = e.getKey();
+            if (n.name().equals(name) && n.group().endsWith("-metrics") && !n.group().contains("node")) {
+                Object v = e.getValue().metricValue();
+                if (v instanceof Number && !Double.isNaN(((Number) v).doubleValue())) {
+                    sum += ((Number) v).doubleValue();
+                }
+            }
+        }
+        return Math.round(sum);
+    }
+
+    /** $SILT_JAVA_CLIENT_CONFIG's entries (none when unset). */
+    static Properties loadExtraConfig() throws java.io.IOException {
+        Properties p = new Properties();
+        String path = System.getenv("SILT_JAVA_CLIENT_CONFIG");
+        if (path == null || path.isEmpty()) {
+            return p;
+        }
+        try (java.io.Reader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(path),
+                StandardCharsets.UTF_8)) {
+            p.load(r);
+        }
+        return p;
     }
 
     // ---------------------------------------------------------------- helpers
@@ -695,6 +1049,7 @@ public final class SiltJavaClient {
         p.put(AdminClientConfig.CLIENT_ID_CONFIG, "silt-java-admin");
         p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
+        p.putAll(extraConfig);
         return p;
     }
 
@@ -724,6 +1079,7 @@ public final class SiltJavaClient {
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, ms(DELIVERY_TIMEOUT_MS));
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.putAll(extraConfig);
         return p;
     }
 
@@ -739,6 +1095,7 @@ public final class SiltJavaClient {
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, ms(TIMEOUT_MS));
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.putAll(extraConfig);
         return p;
     }
 
@@ -883,7 +1240,12 @@ public final class SiltJavaClient {
 
     static String usage() {
         return "usage: SiltJavaClient roundtrip <bootstrap> <topic> <count> [compression] | "
-                + "produce <bootstrap> <topic> <count> [compression] | consume <bootstrap> <topic> <count>";
+                + "produce <bootstrap> <topic> <count> [compression] | consume <bootstrap> <topic> <count> | "
+                + "send <bootstrap> <topic> <count> | create-topic <bootstrap> <topic>[,<topic>...] <partitions> | "
+                + "group-offsets <bootstrap> <group> | "
+                + "scram-upsert <bootstrap> <user> <password> <mechanism> [iterations] | scram-describe <bootstrap> [user,...] | "
+                + "acl-create|acl-delete <bootstrap> <principal> <resourceType> <patternType> <name> <op[,op]> [ALLOW|DENY] [host] | "
+                + "acl-describe <bootstrap> [principal] | produce-for <bootstrap> <topic> <millis>";
     }
 
     static long envLong(String name, long dflt) {

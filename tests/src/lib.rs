@@ -74,10 +74,22 @@ impl Silt {
     /// Like [`Silt::start_with_env`], for brokers that are expected to refuse to start: the
     /// error carries the broker's log.
     pub fn try_start_with_env(env: &[(&str, &str)]) -> anyhow::Result<Silt> {
+        Self::try_start_on(free_port(), env)
+    }
+
+    /// Like [`Silt::start_with_env`] with the Kafka port (`--listen 127.0.0.1:PORT`, what
+    /// [`Silt::bootstrap`] names) chosen by the caller: for a config file (`SILT_CONFIG`)
+    /// whose `[[listeners]]` must name that port before the broker starts.
+    pub fn start_on(port: u16, env: &[(&str, &str)]) -> Silt {
+        Self::try_start_on(port, env).expect("start silt")
+    }
+
+    /// [`Silt::start_on`] for brokers that may refuse to start: the error carries the log.
+    pub fn try_start_on(port: u16, env: &[(&str, &str)]) -> anyhow::Result<Silt> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut silt = Silt {
             data_dir: tmp.path().join("data"),
-            port: free_port(),
+            port,
             admin_port: free_port(),
             extra_env: env
                 .iter()
@@ -145,6 +157,13 @@ impl Silt {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Whether the broker process is still running (not exited, not killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL, then wait for the process to be gone.
@@ -592,10 +611,23 @@ pub mod kafka {
         partitions: i32,
         configs: &[(&str, &str)],
     ) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create()
-            .expect("admin");
+        create_topic_with(bootstrap, topic, partitions, configs, &[]).await
+    }
+
+    /// [`create_topic`] with extra client settings (`security.protocol`, `sasl.*`, `ssl.*`).
+    pub async fn create_topic_with(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+        client: &[(&str, &str)],
+    ) {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        for (k, v) in client {
+            config.set(*k, *v);
+        }
+        let admin: AdminClient<DefaultClientContext> = config.create().expect("admin");
         let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         for (k, v) in configs {
             new = new.set(k, v);
@@ -1153,5 +1185,184 @@ impl SlowProxy {
 impl Drop for SlowProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub mod pki {
+    //! Certificates made by the test itself with rcgen: a CA, a server certificate for
+    //! 127.0.0.1 and localhost, client certificates (current, expired, or signed by a CA the
+    //! broker does not trust). Every file is PEM, keys PKCS#8; they live in a temporary
+    //! directory removed with the [`TestPki`].
+    use rcgen::{
+        date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType,
+        ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use std::path::{Path, PathBuf};
+
+    /// A certificate authority: what signs, and its certificate.
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    impl Ca {
+        fn new(cn: &str) -> (Ca, String) {
+            let key = KeyPair::generate().expect("CA key");
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            params.distinguished_name = subject(cn);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2099, 12, 31);
+            let cert = params.self_signed(&key).expect("self-signed CA");
+            (
+                Ca {
+                    issuer: Issuer::new(params, key),
+                },
+                cert.pem(),
+            )
+        }
+
+        /// A leaf certificate and its key (PEM): subject `CN=cn` and nothing else.
+        fn leaf(
+            &self,
+            cn: &str,
+            sans: &[&str],
+            usage: ExtendedKeyUsagePurpose,
+            expired: bool,
+        ) -> (String, String) {
+            let key = KeyPair::generate().expect("leaf key");
+            let names: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut params = CertificateParams::new(names).expect("leaf params");
+            params.distinguished_name = subject(cn);
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![usage];
+            params.use_authority_key_identifier_extension = true;
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = if expired {
+                date_time_ymd(2021, 1, 1)
+            } else {
+                date_time_ymd(2099, 12, 31)
+            };
+            let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+            (cert.pem(), key.serialize_pem())
+        }
+    }
+
+    fn subject(cn: &str) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        dn
+    }
+
+    /// Writes `contents` to `path` through a temporary file and a rename, so that a reader
+    /// (the broker's reload) never sees half a file.
+    fn write_atomic(path: &Path, contents: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let name = path.file_name().expect("file name").to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.new"));
+        std::fs::write(&tmp, contents).expect("write PEM");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).expect("chmod PEM");
+        std::fs::rename(&tmp, path).expect("rename PEM");
+    }
+
+    /// A test's own PKI.
+    pub struct TestPki {
+        dir: tempfile::TempDir,
+        ca: Ca,
+        other_ca: Ca,
+        /// The CA that signs the server's and the good clients' certificates.
+        pub ca_pem: PathBuf,
+        /// A second CA the broker is not told about.
+        pub other_ca_pem: PathBuf,
+        /// The server's certificate (SANs: IP 127.0.0.1 and DNS localhost) and key.
+        pub server_cert: PathBuf,
+        pub server_key: PathBuf,
+    }
+
+    impl TestPki {
+        /// A CA, a second (untrusted) CA and a server certificate with subject `CN=silt-test`.
+        pub fn new() -> TestPki {
+            Self::with_server_cn("silt-test")
+        }
+
+        /// Like [`TestPki::new`], with the server certificate's subject `CN=server_cn`.
+        pub fn with_server_cn(server_cn: &str) -> TestPki {
+            let dir = tempfile::tempdir().expect("pki tempdir");
+            let (ca, ca_cert) = Ca::new("Silt Test CA");
+            let (other_ca, other_cert) = Ca::new("Untrusted Test CA");
+            let ca_pem = dir.path().join("ca.pem");
+            let other_ca_pem = dir.path().join("other-ca.pem");
+            write_atomic(&ca_pem, &ca_cert);
+            write_atomic(&other_ca_pem, &other_cert);
+            let pki = TestPki {
+                server_cert: dir.path().join("server.pem"),
+                server_key: dir.path().join("server.key"),
+                dir,
+                ca,
+                other_ca,
+                ca_pem,
+                other_ca_pem,
+            };
+            pki.reissue_server(server_cn);
+            pki
+        }
+
+        /// The directory the files are in (tests may put their own files there too).
+        pub fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Replaces the server's certificate and key files with a new pair (new key, subject
+        /// `CN=cn`, same CA and SANs): the key file first, then the certificate, each by rename.
+        pub fn reissue_server(&self, cn: &str) {
+            let (cert, key) = self.ca.leaf(
+                cn,
+                &["localhost", "127.0.0.1"],
+                ExtendedKeyUsagePurpose::ServerAuth,
+                false,
+            );
+            write_atomic(&self.server_key, &key);
+            write_atomic(&self.server_cert, &cert);
+        }
+
+        /// A client certificate with subject `CN=cn` signed by the trusted CA, valid until
+        /// 2099 or (`expired`) only during 2020: (certificate path, key path).
+        pub fn client(&self, cn: &str, expired: bool) -> (PathBuf, PathBuf) {
+            let (cert, key) = self
+                .ca
+                .leaf(cn, &[], ExtendedKeyUsagePurpose::ClientAuth, expired);
+            self.write_pair(cn, &cert, &key)
+        }
+
+        /// A current client certificate with subject `CN=cn` signed by the other CA.
+        pub fn untrusted_client(&self, cn: &str) -> (PathBuf, PathBuf) {
+            let (cert, key) =
+                self.other_ca
+                    .leaf(cn, &[], ExtendedKeyUsagePurpose::ClientAuth, false);
+            self.write_pair(cn, &cert, &key)
+        }
+
+        fn write_pair(&self, cn: &str, cert: &str, key: &str) -> (PathBuf, PathBuf) {
+            let base: String = cn
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let cert_path = self.dir.path().join(format!("client-{base}.pem"));
+            let key_path = self.dir.path().join(format!("client-{base}.key"));
+            write_atomic(&key_path, key);
+            write_atomic(&cert_path, cert);
+            (cert_path, key_path)
+        }
+    }
+
+    impl Default for TestPki {
+        fn default() -> Self {
+            Self::new()
+        }
     }
 }

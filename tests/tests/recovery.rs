@@ -227,6 +227,7 @@ async fn metrics_count_what_was_produced_and_consumed() {
             "silt_broker_records_out_total",
             "silt_broker_request_duration_seconds",
             "silt_broker_requests_total",
+            "silt_broker_tls_handshake_failures_total",
             "silt_broker_wal_fsync_duration_seconds",
             "silt_broker_wal_sync_bytes",
             "silt_tiering_cache_hits_total",

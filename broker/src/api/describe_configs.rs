@@ -103,11 +103,19 @@ fn broker_entries(config: &Config) -> Vec<Entry> {
         crate::topic_config::TimestampType::CreateTime => "CreateTime".to_string(),
         crate::topic_config::TimestampType::LogAppendTime => "LogAppendTime".to_string(),
     };
+    // Kafka's forms: `NAME://host:port,...` and `NAME:PROTOCOL,...`.
+    let joined = |c: &Config, f: &dyn Fn(&crate::config::ListenerSettings) -> String| {
+        c.listeners().iter().map(f).collect::<Vec<_>>().join(",")
+    };
+    let advertised =
+        |l: &crate::config::ListenerSettings| format!("{}://{}", l.name, l.advertised());
+    let bound = |l: &crate::config::ListenerSettings| format!("{}://{}", l.name, l.listen);
+    let protocols = |l: &crate::config::ListenerSettings| format!("{}:{}", l.name, l.protocol);
     let rows: Vec<(&str, String, String, ConfigType, &'static str)> = vec![
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{}", config.advertised()),
-            format!("PLAINTEXT://{}", d.advertised()),
+            joined(config, &advertised),
+            joined(&d, &advertised),
             ConfigType::List,
             "Addresses given to clients.",
         ),
@@ -134,10 +142,17 @@ fn broker_entries(config: &Config) -> Vec<Entry> {
         ),
         (
             "listeners",
-            format!("PLAINTEXT://{}", config.listen),
-            format!("PLAINTEXT://{}", d.listen),
+            joined(config, &bound),
+            joined(&d, &bound),
             ConfigType::List,
             "Addresses the broker listens on.",
+        ),
+        (
+            "listener.security.protocol.map",
+            joined(config, &protocols),
+            joined(&d, &protocols),
+            ConfigType::List,
+            "Each listener's security protocol.",
         ),
         (
             "log.dirs",

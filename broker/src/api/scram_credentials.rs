@@ -59,8 +59,8 @@ pub async fn describe(
         DescribeUserScramCredentialsResult::default()
             .with_user(StrBytes::from_string(user.to_string()))
     };
-    let results = match request.users {
-        // Every user with a credential.
+    let results = match request.users.filter(|users| !users.is_empty()) {
+        // Every user with a credential (null or empty, as in Kafka).
         None => by_user
             .iter()
             .map(|(user, infos)| result(user).with_credential_infos(infos.clone()))

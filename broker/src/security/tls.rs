@@ -16,9 +16,18 @@ use x509_cert::der::Decode;
 /// What identifies a version of the files: modification time and length of each.
 type Stamp = Vec<Option<(SystemTime, u64)>>;
 
+/// The configurations in use: for SSL listeners (client certificates as `tls.client_auth`
+/// says) and for SASL_SSL ones (no client certificate asked for: SASL identifies the client,
+/// as Kafka does since KIP-684).
+struct Loaded {
+    ssl: Arc<rustls::ServerConfig>,
+    sasl_ssl: Arc<rustls::ServerConfig>,
+    stamp: Stamp,
+}
+
 pub struct TlsServer {
     settings: TlsSettings,
-    current: RwLock<(Arc<rustls::ServerConfig>, Stamp)>,
+    current: RwLock<Loaded>,
 }
 
 fn files(settings: &TlsSettings) -> Vec<PathBuf> {
@@ -56,7 +65,18 @@ fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn load(settings: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
+fn load(settings: &TlsSettings, stamp: Stamp) -> anyhow::Result<Loaded> {
+    Ok(Loaded {
+        ssl: Arc::new(server_config(settings, settings.client_auth)?),
+        sasl_ssl: Arc::new(server_config(settings, ClientAuth::None)?),
+        stamp,
+    })
+}
+
+fn server_config(
+    settings: &TlsSettings,
+    client_auth: ClientAuth,
+) -> anyhow::Result<rustls::ServerConfig> {
     let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) else {
         anyhow::bail!("TLS needs tls.cert_file and tls.key_file");
     };
@@ -66,7 +86,7 @@ fn load(settings: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = match (&settings.client_ca_file, settings.client_auth) {
+    let builder = match (&settings.client_ca_file, client_auth) {
         (Some(ca), auth) if auth != ClientAuth::None => {
             let mut roots = rustls::RootCertStore::empty();
             for c in certificates(ca)? {
@@ -92,16 +112,21 @@ fn load(settings: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
 
 impl TlsServer {
     pub fn new(settings: &TlsSettings) -> anyhow::Result<Arc<TlsServer>> {
-        let stamp = stamp(settings);
-        let config = load(settings)?;
+        let loaded = load(settings, stamp(settings))?;
         Ok(Arc::new(TlsServer {
             settings: settings.clone(),
-            current: RwLock::new((Arc::new(config), stamp)),
+            current: RwLock::new(loaded),
         }))
     }
 
-    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.current.read().expect("tls lock").0.clone())
+    /// The acceptor for an SSL listener, or for a SASL_SSL one (`sasl`).
+    pub fn acceptor(&self, sasl: bool) -> tokio_rustls::TlsAcceptor {
+        let current = self.current.read().expect("tls lock");
+        tokio_rustls::TlsAcceptor::from(if sasl {
+            current.sasl_ssl.clone()
+        } else {
+            current.ssl.clone()
+        })
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -112,19 +137,19 @@ impl TlsServer {
     /// previous one kept. Returns whether a new configuration is in use.
     pub fn reload_if_changed(&self) -> bool {
         let now = stamp(&self.settings);
-        if self.current.read().expect("tls lock").1 == now {
+        if self.current.read().expect("tls lock").stamp == now {
             return false;
         }
-        match load(&self.settings) {
-            Ok(config) => {
-                *self.current.write().expect("tls lock") = (Arc::new(config), now);
+        match load(&self.settings, now.clone()) {
+            Ok(loaded) => {
+                *self.current.write().expect("tls lock") = loaded;
                 tracing::info!("TLS certificate files changed; new connections use them");
                 true
             }
             Err(error) => {
                 // Remember the stamp so a half-written renewal is not retried in a tight loop;
                 // the next change is tried again.
-                self.current.write().expect("tls lock").1 = now;
+                self.current.write().expect("tls lock").stamp = now;
                 tracing::warn!(%error, "TLS files changed but do not load; keeping the previous ones");
                 false
             }
