@@ -130,6 +130,7 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     });
     ready.set(true);
     tracing::info!(
+        listen = %config.listeners()[0].listen,
         listeners = %described.join("; "),
         admin = %config.admin_listen,
         data_dir = %config.data_dir.display(),

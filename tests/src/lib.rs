@@ -761,33 +761,66 @@ pub mod raw {
     use std::time::Duration;
 
     pub fn call<R: Request>(addr: &str, version: i16, request: &R) -> anyhow::Result<R::Response> {
-        let mut stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(7)
-            .with_client_id(Some(StrBytes::from_static_str("silt-e2e")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header.encode(&mut buf, R::header_version(version))?;
-        request.encode(&mut buf, version)?;
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        stream.write_all(&buf)?;
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len)?;
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        stream.read_exact(&mut body)?;
-        let mut body = bytes::Bytes::from(body);
-        let header = ResponseHeader::decode(
-            &mut body,
-            <R::Response as HeaderVersion>::header_version(version),
-        )?;
-        anyhow::ensure!(header.correlation_id == 7, "correlation id");
-        let response = R::Response::decode(&mut body, version)?;
-        anyhow::ensure!(!body.has_remaining(), "trailing bytes in response");
-        Ok(response)
+        Conn::connect(addr)?.call(version, request)
+    }
+
+    /// One connection for several requests in turn (SASL exchanges, say).
+    pub struct Conn {
+        stream: TcpStream,
+        correlation_id: i32,
+    }
+
+    impl Conn {
+        pub fn connect(addr: &str) -> anyhow::Result<Conn> {
+            let stream = TcpStream::connect(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok(Conn {
+                stream,
+                correlation_id: 7,
+            })
+        }
+
+        pub fn call<R: Request>(
+            &mut self,
+            version: i16,
+            request: &R,
+        ) -> anyhow::Result<R::Response> {
+            self.correlation_id += 1;
+            let header = RequestHeader::default()
+                .with_request_api_key(R::KEY)
+                .with_request_api_version(version)
+                .with_correlation_id(self.correlation_id)
+                .with_client_id(Some(StrBytes::from_static_str("silt-e2e")));
+            let mut buf = BytesMut::new();
+            buf.put_i32(0);
+            header.encode(&mut buf, R::header_version(version))?;
+            request.encode(&mut buf, version)?;
+            let len = (buf.len() - 4) as i32;
+            buf[0..4].copy_from_slice(&len.to_be_bytes());
+            self.stream.write_all(&buf)?;
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len)?;
+            let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+            self.stream.read_exact(&mut body)?;
+            let mut body = bytes::Bytes::from(body);
+            let header = ResponseHeader::decode(
+                &mut body,
+                <R::Response as HeaderVersion>::header_version(version),
+            )?;
+            anyhow::ensure!(
+                header.correlation_id == self.correlation_id,
+                "correlation id"
+            );
+            let response = R::Response::decode(&mut body, version)?;
+            anyhow::ensure!(!body.has_remaining(), "trailing bytes in response");
+            Ok(response)
+        }
+
+        /// Whether the broker has closed the connection (EOF within the read timeout).
+        pub fn closed(&mut self) -> bool {
+            let mut byte = [0u8; 1];
+            matches!(self.stream.read(&mut byte), Ok(0))
+        }
     }
 }
 

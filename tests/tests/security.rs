@@ -1601,3 +1601,105 @@ fn authorized_operations_and_allow_everyone_follow_the_acls() {
         "denials are logged at the configured level:\n{log}"
     );
 }
+
+// ------------------------------------------------------------ the SASL state machine, raw
+
+/// What a client library hides: on a SASL listener only ApiVersions and the SASL requests pass
+/// before authentication (anything else closes the connection); a wrong password is answered
+/// SASL_AUTHENTICATION_FAILED and the connection is closed; an unknown mechanism gets
+/// UNSUPPORTED_SASL_MECHANISM with the enabled ones; a connection may start only
+/// `max_authentications_per_minute` exchanges. SASL_PLAINTEXT, so the bytes are readable.
+#[test]
+fn sasl_failures_close_the_connection_and_attempts_are_bounded() {
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use silt_e2e::raw::Conn;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sasl_port = free_port();
+    let config = dir.path().join("silt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[listeners]]
+name = "INTERNAL"
+listen = "127.0.0.1:{port}"
+[[listeners]]
+name = "SASL"
+listen = "127.0.0.1:{sasl_port}"
+protocol = "SASL_PLAINTEXT"
+[sasl]
+mechanisms = ["PLAIN", "SCRAM-SHA-512"]
+users = {{ carol = "carol-secret" }}
+max_authentications_per_minute = 2
+"#
+        ),
+    )
+    .unwrap();
+    let silt = Silt::try_start_on(port, &[("SILT_CONFIG", path_str(&config))]).expect("starts");
+    let addr = format!("127.0.0.1:{sasl_port}");
+    let handshake = |mechanism: &str| {
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.into()))
+    };
+    let plain = |password: &str| {
+        SaslAuthenticateRequest::default()
+            .with_auth_bytes(format!("\0carol\0{password}").into_bytes().into())
+    };
+
+    // Before authentication: ApiVersions is answered, Metadata closes the connection.
+    let mut c = Conn::connect(&addr).unwrap();
+    let versions = c.call(3, &ApiVersionsRequest::default()).unwrap();
+    assert!(
+        versions.api_keys.iter().any(|k| k.api_key == 36),
+        "SaslAuthenticate advertised"
+    );
+    assert!(c.call(12, &MetadataRequest::default()).is_err());
+    assert!(
+        c.closed(),
+        "a request before authentication closes the connection"
+    );
+
+    // An unknown mechanism: the enabled ones, then the connection is closed.
+    let mut c = Conn::connect(&addr).unwrap();
+    let r = c.call(1, &handshake("GSSAPI")).unwrap();
+    assert_eq!(r.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let enabled: Vec<String> = r.mechanisms.iter().map(|m| m.to_string()).collect();
+    assert_eq!(enabled, ["PLAIN", "SCRAM-SHA-512"]);
+    assert!(c.closed());
+
+    // A wrong password: SASL_AUTHENTICATION_FAILED with a message, then closed.
+    let mut c = Conn::connect(&addr).unwrap();
+    assert_eq!(c.call(1, &handshake("PLAIN")).unwrap().error_code, 0);
+    let r = c.call(2, &plain("wrong")).unwrap();
+    assert_eq!(r.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(r
+        .error_message
+        .is_some_and(|m| m.contains("invalid credentials")));
+    assert!(c.closed(), "one guess per connection");
+
+    // The right password works, on a connection that then serves Metadata; a third exchange
+    // within the minute is refused and closes it.
+    let mut c = Conn::connect(&addr).unwrap();
+    for _ in 0..2 {
+        assert_eq!(c.call(1, &handshake("PLAIN")).unwrap().error_code, 0);
+        let r = c.call(2, &plain("carol-secret")).unwrap();
+        assert_eq!(r.error_code, 0, "{r:?}");
+        assert_eq!(
+            r.session_lifetime_ms, 0,
+            "sessions do not expire by default"
+        );
+        let brokers = c.call(12, &MetadataRequest::default()).unwrap().brokers;
+        assert_eq!(
+            brokers[0].port, sasl_port as i32,
+            "addresses on the SASL listener"
+        );
+    }
+    let r = c.call(1, &handshake("PLAIN")).unwrap();
+    assert_ne!(r.error_code, 0, "the third exchange in a minute is refused");
+    assert!(c.closed());
+    let log = silt.log();
+    assert!(log.contains("too many SASL authentications"), "{log}");
+}
