@@ -195,6 +195,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     Err(e) => return Err(e.into()),
                 },
             };
+            let max = auth.max_frame(max);
             if len < 8 || len as usize > max {
                 tracing::warn!(
                     len,

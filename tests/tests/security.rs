@@ -1608,7 +1608,8 @@ fn authorized_operations_and_allow_everyone_follow_the_acls() {
 /// before authentication (anything else closes the connection); a wrong password is answered
 /// SASL_AUTHENTICATION_FAILED and the connection is closed; an unknown mechanism gets
 /// UNSUPPORTED_SASL_MECHANISM with the enabled ones; a connection may start only
-/// `max_authentications_per_minute` exchanges. SASL_PLAINTEXT, so the bytes are readable.
+/// `max_authentications_per_minute` exchanges; frames before authentication are small.
+/// SASL_PLAINTEXT, so the bytes are readable.
 #[test]
 fn sasl_failures_close_the_connection_and_attempts_are_bounded() {
     use kafka_protocol::messages::{
@@ -1661,6 +1662,26 @@ max_authentications_per_minute = 2
         c.closed(),
         "a request before authentication closes the connection"
     );
+
+    // A frame over 512 KiB before authentication closes the connection (Kafka's
+    // sasl.server.max.receive.size); the broker does not wait for its bytes.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&(1i32 << 20).to_be_bytes()).unwrap();
+        s.write_all(&[0; 8]).unwrap();
+        let mut byte = [0u8; 1];
+        let closed = match s.read(&mut byte) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(
+            closed,
+            "a large frame before authentication closes the connection at once"
+        );
+    }
 
     // An unknown mechanism: the enabled ones, then the connection is closed.
     let mut c = Conn::connect(&addr).unwrap();

@@ -7,7 +7,7 @@
 //! `sasl.max_authentications_per_minute` exchanges. With `sasl.connections_max_reauth_ms`
 //! (KIP-368) the session lifetime is sent to v1+ clients, which re-authenticate on the same
 //! connection (as the same principal) before it ends; a connection past it is closed at its
-//! next request.
+//! next request. Until then, request frames are limited to 512 KiB.
 
 use crate::broker::Broker;
 use crate::security::sasl::{Exchange, Mechanism, Step};
@@ -23,6 +23,9 @@ use kafka_protocol::ResponseError;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Kafka's `sasl.server.max.receive.size` default.
+const MAX_RECEIVE_BEFORE_AUTH: usize = 512 * 1024;
 
 /// What the connection does with a request.
 pub enum Gate {
@@ -60,6 +63,17 @@ impl Auth {
 
     pub fn principal(&self) -> Arc<str> {
         self.principal.clone()
+    }
+
+    /// The largest request frame accepted now: Kafka's `sasl.server.max.receive.size` until
+    /// the client has authenticated, so an anonymous peer cannot make the broker hold large
+    /// buffers; `max` after.
+    pub fn max_frame(&self, max: usize) -> usize {
+        if self.authenticated {
+            max
+        } else {
+            max.min(MAX_RECEIVE_BEFORE_AUTH)
+        }
     }
 
     /// Decides what happens to a request with API key `key`; an error closes the connection.
