@@ -193,6 +193,37 @@ async fn steady_producer(
 /// Deliveries to a group consumer: (partition, offset, key).
 type Deliveries = Arc<Mutex<Vec<(i32, i64, String)>>>;
 
+/// The group consumer's own account (librdkafka's group and topic debug log, and the errors
+/// its polls and commits returned), newest last and bounded: printed when it falls short.
+type ClientLog = Arc<Mutex<std::collections::VecDeque<String>>>;
+
+struct Captured(ClientLog);
+
+impl Captured {
+    fn push(log: &ClientLog, line: String) {
+        let mut log = log.lock().unwrap();
+        if log.len() >= 3000 {
+            log.pop_front();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        log.push_back(format!(
+            "{}.{:03} {line}",
+            now.as_secs() % 100_000,
+            now.subsec_millis()
+        ));
+    }
+}
+
+impl rdkafka::ClientContext for Captured {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        Captured::push(&self.0, format!("{level:?} {fac} {message}"));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Captured {}
+
 /// A consumer in group `group` that records every delivery (partition, offset, key) and
 /// commits synchronously after each one, until `stop`.
 fn group_consumer(
@@ -200,30 +231,46 @@ fn group_consumer(
     topic: String,
     group: String,
     stop: Arc<AtomicBool>,
-) -> (Deliveries, std::thread::JoinHandle<()>) {
+) -> (Deliveries, ClientLog, std::thread::JoinHandle<()>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
+    let log: ClientLog = Arc::default();
+    let context = Captured(log.clone());
     let handle = std::thread::spawn(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer<Captured> = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
             .set("session.timeout.ms", "10000")
-            .create()
+            .set("debug", "cgrp,topic")
+            .create_with_context(context)
             .expect("consumer");
         consumer.subscribe(&[&topic]).expect("subscribe");
         while !stop.load(Ordering::Acquire) {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
-                sink.lock().unwrap().push((m.partition(), m.offset(), key));
-                // A commit that fails (the coordinator moving) is redelivered, not lost.
-                let _ = consumer.commit_message(&m, CommitMode::Sync);
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+                    sink.lock().unwrap().push((m.partition(), m.offset(), key));
+                    // A commit that fails (the coordinator moving) is redelivered, not lost.
+                    if let Err(e) = consumer.commit_message(&m, CommitMode::Sync) {
+                        Captured::push(
+                            &consumer.context().0,
+                            format!(
+                                "TEST commit of {}@{} failed: {e}",
+                                m.partition(),
+                                m.offset()
+                            ),
+                        );
+                    }
+                }
+                Some(Err(e)) => Captured::push(&consumer.context().0, format!("TEST poll: {e}")),
+                None => {}
             }
         }
     });
-    (got, handle)
+    (got, log, handle)
 }
 
 /// Checks one partition's deliveries to a group consumer against what the producer had
@@ -304,7 +351,7 @@ async fn three_brokers_share_partitions_and_survive_sigkill_of_a_leader() {
     // Steady load and a group consumer, then kill the leader of partition 0.
     let stop_producing = Arc::new(AtomicBool::new(false));
     let stop_consuming = Arc::new(AtomicBool::new(false));
-    let (deliveries, consumer) = group_consumer(
+    let (deliveries, client_log, consumer) = group_consumer(
         cluster.bootstrap_all(),
         topic.to_string(),
         "spans-failover".to_string(),
@@ -350,7 +397,15 @@ async fn three_brokers_share_partitions_and_survive_sigkill_of_a_leader() {
     // Everything acknowledged (warm-up included) reaches the group consumer.
     let mut all = warmed_up(&got);
     all.extend(acked);
-    verify_group_consumption(partitions, &all, &deliveries, stop_consuming, consumer);
+    verify_group_consumption(
+        &cluster,
+        topic,
+        partitions,
+        &all,
+        (&deliveries, &client_log),
+        stop_consuming,
+        consumer,
+    );
 }
 
 /// Records `0..n` of `produce_keyed` as read back: acknowledged, at these offsets.
@@ -369,11 +424,15 @@ fn warmed_up(got: &[silt_e2e::kafka::Got]) -> Vec<Acked> {
 }
 
 /// Waits (bounded) until the group consumer got every acknowledged record, stops it, and
-/// checks each partition with [`check_partition`].
+/// checks each partition with [`check_partition`]. If the consumer falls short, the failure
+/// says which offsets it lacks, whether a fresh consumer can read them, and what the brokers
+/// logged at WARN and above.
 fn verify_group_consumption(
+    cluster: &Cluster,
+    topic: &str,
     partitions: i32,
     acked: &[Acked],
-    deliveries: &Deliveries,
+    (deliveries, client_log): (&Deliveries, &ClientLog),
     stop_consuming: Arc<AtomicBool>,
     consumer: std::thread::JoinHandle<()>,
 ) {
@@ -389,12 +448,17 @@ fn verify_group_consumption(
         if wanted.is_subset(&seen) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the group consumer got {} of {} acknowledged records",
-            wanted.intersection(&seen).count(),
-            wanted.len()
-        );
+        if Instant::now() >= deadline {
+            let missing: Vec<(i32, i64)> = wanted.difference(&seen).copied().collect();
+            panic!(
+                "the group consumer got {} of {} acknowledged records\n{}",
+                wanted.intersection(&seen).count(),
+                wanted.len(),
+                shortfall(cluster, topic, partitions, acked.len(), &missing, &seen)
+                    + "the group consumer's last log lines:\n"
+                    + &client_tail(client_log, 250)
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     stop_consuming.store(true, Ordering::Release);
@@ -416,6 +480,108 @@ fn verify_group_consumption(
     }
 }
 
+/// What a group consumer that fell short lacks, per partition (missing offsets, the highest
+/// delivered), whether a fresh consumer reads the missing offsets, and the brokers' WARN and
+/// ERROR lines: enough to tell a stuck consumer from lost data.
+fn shortfall(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    acked: usize,
+    missing: &[(i32, i64)],
+    seen: &HashSet<(i32, i64)>,
+) -> String {
+    let mut out = String::new();
+    for p in 0..partitions {
+        let mut lacking: Vec<i64> = missing.iter().filter(|m| m.0 == p).map(|m| m.1).collect();
+        lacking.sort_unstable();
+        let high = seen.iter().filter(|s| s.0 == p).map(|s| s.1).max();
+        out += &format!(
+            "partition {p}: {} missing (first {:?}, last {:?}), highest delivered {high:?}\n",
+            lacking.len(),
+            lacking.first(),
+            lacking.last()
+        );
+    }
+    let fresh = consume_all(
+        &cluster.bootstrap_all(),
+        topic,
+        partitions,
+        acked,
+        Duration::from_secs(30),
+    );
+    let readable: HashSet<(i32, i64)> = fresh.iter().map(|g| (g.partition, g.offset)).collect();
+    out += &format!(
+        "a fresh consumer read {} records; {} of the missing are among them\n",
+        fresh.len(),
+        missing.iter().filter(|m| readable.contains(m)).count()
+    );
+    out += &format!(
+        "leaders now: {:?}\n",
+        leaders(&cluster.bootstrap_all(), topic)
+    );
+    let watermarks: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_all())
+        .create()
+        .expect("watermark client");
+    let short: HashSet<i32> = missing.iter().map(|m| m.0).collect();
+    for p in &short {
+        out += &format!(
+            "partition {p}: watermarks {:?}\n",
+            watermarks.fetch_watermarks(topic, *p, Duration::from_secs(5))
+        );
+    }
+    // What the brokers did with the partitions that fell short, and anything at WARN or above
+    // (but the routine refusals of produce requests sent to a former leader).
+    for (node, broker) in &cluster.brokers {
+        for line in broker
+            .log()
+            .lines()
+            .filter(|l| {
+                (l.contains("WARN") || l.contains("ERROR")) && !l.contains("append failed")
+                    || l.contains("silt_broker::group")
+                    || l.contains("consumer groups")
+                    || short.iter().any(|p| {
+                        let plain = strip_ansi(l);
+                        plain.contains(&format!("partition={p} "))
+                            || plain.ends_with(&format!("partition={p}"))
+                    })
+            })
+            .take(200)
+        {
+            out += &format!("broker {node}: {}\n", strip_ansi(line));
+        }
+    }
+    out
+}
+
+/// The last `n` lines of a client's captured log.
+fn client_tail(log: &ClientLog, n: usize) -> String {
+    let log = log.lock().unwrap();
+    log.iter()
+        .skip(log.len().saturating_sub(n))
+        .map(|l| format!("client: {l}\n"))
+        .collect()
+}
+
+/// A log line without its terminal colours.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Rolling restart under steady idempotent acks=all load with a group consumer: each broker in
 /// turn is stopped with SIGTERM (it flushes and revokes its lease; the controller hands its
 /// partitions to the others) and started again (it gets its share back). The producer never
@@ -427,7 +593,7 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     cluster.create_topic(topic, partitions).await;
     let stop_producing = Arc::new(AtomicBool::new(false));
     let stop_consuming = Arc::new(AtomicBool::new(false));
-    let (deliveries, consumer) = group_consumer(
+    let (deliveries, client_log, consumer) = group_consumer(
         cluster.bootstrap_all(),
         topic.to_string(),
         "rolling-group".to_string(),
@@ -474,7 +640,15 @@ async fn a_rolling_restart_under_load_loses_nothing() {
         acked.len()
     );
     assert_eq!(failed, 0, "the producer saw only retriable errors");
-    verify_group_consumption(partitions, &acked, &deliveries, stop_consuming, consumer);
+    verify_group_consumption(
+        &cluster,
+        topic,
+        partitions,
+        &acked,
+        (&deliveries, &client_log),
+        stop_consuming,
+        consumer,
+    );
 }
 
 /// SIGSTOP the leader of a partition while its upload of acknowledged (acks=1) data is in

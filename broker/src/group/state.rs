@@ -579,6 +579,13 @@ impl Coordinator {
             .max()
             .unwrap_or(Duration::from_secs(60));
         g.rebalance_deadline = Some(now + timeout);
+        tracing::info!(
+            group = %g.id,
+            state = g.state.name(),
+            generation = g.generation,
+            members = g.members.len(),
+            "preparing to rebalance the group"
+        );
         g.state = State::PreparingRebalance;
     }
 
@@ -603,10 +610,17 @@ impl Coordinator {
             .filter(|m| m.join_waiter.is_none())
             .map(|m| m.id.clone())
             .collect();
-        for id in gone {
-            remove_member(g, &id);
+        for id in &gone {
+            remove_member(g, id);
         }
         g.generation += 1;
+        tracing::info!(
+            group = %g.id,
+            generation = g.generation,
+            members = g.members.len(),
+            removed = gone.len(),
+            "group stabilized"
+        );
         if g.members.is_empty() {
             g.state = State::Empty;
             g.leader = None;
