@@ -83,3 +83,25 @@ pub async fn serve(listener: TcpListener, ready: Readiness, cancel: Cancellation
         });
     }
 }
+
+/// `GET path` on a broker's admin address, answered within `timeout`; returns the HTTP status
+/// (`silt health`, for container health checks).
+pub fn probe(admin: &str, path: &str, timeout: Duration) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let addr = admin.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to")
+    })?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n")?;
+    // The status line is all that is needed; bound what is read.
+    let mut head = Vec::new();
+    stream.take(4096).read_to_end(&mut head)?;
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+}

@@ -924,8 +924,10 @@ impl Broker {
         if let Some(leadership) = leadership {
             let _ = leadership.await;
         }
-        // Let queued data reach the bucket before the uploader stops (bounded).
-        if !self.tier.flush(Duration::from_secs(10)).await {
+        // Let queued data reach the bucket before the uploader stops, within most of the
+        // shutdown deadline (the rest is for revoking the lease).
+        let flush_within = Duration::from_millis(self.config.shutdown_timeout_ms * 4 / 5);
+        if !self.tier.flush(flush_within).await {
             tracing::warn!(
                 pending_bytes = self.tier.uploads.pending_bytes(),
                 "shutting down with data not yet in the bucket; the local WAL keeps it"

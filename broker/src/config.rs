@@ -52,6 +52,12 @@ pub struct Config {
     pub offsets_retention_minutes: u64,
     /// Longest metadata string accepted with a committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// On SIGTERM the broker stops accepting requests, uploads what its WAL holds to the
+    /// bucket (for at most four fifths of this) and revokes its lease (its partitions move to
+    /// other brokers), within this long; what was not uploaded stays in the local WAL, and a
+    /// stop that overruns it exits with an error. Keep it below Kubernetes'
+    /// `terminationGracePeriodSeconds`.
+    pub shutdown_timeout_ms: u64,
     pub log: LogDefaults,
     pub wal: WalSettings,
     pub tiering: TieringSettings,
@@ -404,6 +410,7 @@ impl Default for Config {
             group_max_size: 10_000,
             offsets_retention_minutes: 10_080,
             offset_metadata_max_bytes: 4_096,
+            shutdown_timeout_ms: 25_000,
             log: LogDefaults::default(),
             wal: WalSettings::default(),
             tiering: TieringSettings::default(),
@@ -434,6 +441,63 @@ impl Default for WalSettings {
             checkpoint_bytes: 256 * 1024 * 1024,
         }
     }
+}
+
+/// [`Config::expand_env`] on one value, `path` naming it in errors.
+fn expand_value(
+    value: &mut serde_json::Value,
+    lookup: &impl Fn(&str) -> Option<String>,
+    path: &str,
+) -> anyhow::Result<()> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains("${env:") => *s = expand_str(s, lookup, path)?,
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_value(item, lookup, &format!("{path}[{i}]"))?;
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                expand_value(item, lookup, &path)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(
+    s: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+    path: &str,
+) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${env:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "${env:".len()..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow::anyhow!("{path}: unterminated ${{env:...}} in {s:?}"))?;
+        let name = &after[..end];
+        anyhow::ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{path}: {name:?} is not an environment variable name"
+        );
+        let value = lookup(name).ok_or_else(|| {
+            anyhow::anyhow!("{path} refers to ${{env:{name}}}, but {name} is not set")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 mod timestamp_type {
@@ -486,7 +550,26 @@ impl Config {
         Ok(format!("file://{}", dir.display()))
     }
 
-    /// Checks what serde cannot.
+    /// Replaces every `${env:NAME}` in a string setting with the environment variable `NAME`
+    /// (the syntax of Kafka's EnvVarConfigProvider). A config file shared by every pod (a
+    /// Kubernetes ConfigMap) can then name per-pod values, such as the pod's own name in an
+    /// advertised address, and secrets, such as SASL passwords, without holding them. A
+    /// reference to a variable that is not set is an error that names it.
+    pub fn expand_env(self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let mut value = serde_json::to_value(&self)?;
+        expand_value(&mut value, &lookup, "")?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// The configuration with secrets (SASL passwords) replaced, for printing.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for password in c.sasl.users.values_mut() {
+            *password = "<redacted>".into();
+        }
+        c
+    }
+
     /// Whether the metadata store is shared with other brokers (etcd), not embedded.
     pub fn clustered(&self) -> bool {
         self.metadata != "embedded"
@@ -494,6 +577,10 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.node_id >= 0, "node_id must be non-negative");
+        anyhow::ensure!(
+            self.shutdown_timeout_ms >= 1_000,
+            "shutdown_timeout_ms must be at least 1000"
+        );
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.telemetry.trace_sample_ratio),
             "telemetry.trace_sample_ratio must be between 0 and 1"
@@ -646,5 +733,59 @@ mod tests {
         let mut c = Config::default();
         c.tiering.upload_concurrency = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn env_references_are_expanded_in_every_string_setting() {
+        let env = |name: &str| match name {
+            "POD_NAME" => Some("silt-2".to_string()),
+            "ADMIN_PASSWORD" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let mut c = Config {
+            listeners: vec![ListenerSettings {
+                name: "INTERNAL".into(),
+                listen: "0.0.0.0:9092".into(),
+                advertised: Some("${env:POD_NAME}.silt-headless.kafka.svc:9092".into()),
+                protocol: SecurityProtocol::SaslSsl,
+            }],
+            object_store: Some("s3://bucket/${env:POD_NAME}/x-${env:POD_NAME}".into()),
+            ..Config::default()
+        };
+        c.sasl
+            .users
+            .insert("admin".into(), "${env:ADMIN_PASSWORD}".into());
+        let c = c.expand_env(env).unwrap();
+        assert_eq!(
+            c.listeners[0].advertised(),
+            "silt-2.silt-headless.kafka.svc:9092"
+        );
+        assert_eq!(c.sasl.users["admin"], "s3cret");
+        assert_eq!(
+            c.object_store.as_deref(),
+            Some("s3://bucket/silt-2/x-silt-2")
+        );
+        // Defaults survive the round trip unchanged.
+        let d = Config::default().expand_env(env).unwrap();
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+
+        let c = Config {
+            advertised_listener: Some("${env:MISSING}:9092".into()),
+            ..Config::default()
+        };
+        let err = c.expand_env(env).unwrap_err().to_string();
+        assert!(
+            err.contains("advertised_listener") && err.contains("MISSING is not set"),
+            "{err}"
+        );
+        let c = Config {
+            metadata: "etcd://${env:POD_NAME".into(),
+            ..Config::default()
+        };
+        let err = c.expand_env(env).unwrap_err().to_string();
+        assert!(err.contains("unterminated"), "{err}");
     }
 }

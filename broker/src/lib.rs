@@ -146,15 +146,29 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     );
     cancel.cancelled().await;
     ready.set(false);
-    for k in kafka {
-        let _ = k.await;
+    let deadline = std::time::Duration::from_millis(config.shutdown_timeout_ms);
+    let stopping = async {
+        for k in kafka {
+            let _ = k.await;
+        }
+        // Flushes the WAL to the bucket; the lease is kept until then and revoked after.
+        let _ = background.await;
+        broker.shutdown().await;
+        if let Some(push) = metrics_push {
+            let _ = push.await;
+        }
+        let _ = admin_task.await;
+    };
+    if tokio::time::timeout(deadline, stopping).await.is_err() {
+        tracing::warn!(
+            shutdown_timeout_ms = config.shutdown_timeout_ms,
+            "graceful shutdown did not finish in time; data not yet in the bucket stays in the local WAL and is replayed at the next start"
+        );
+        anyhow::bail!(
+            "graceful shutdown did not finish within shutdown_timeout_ms ({} ms)",
+            config.shutdown_timeout_ms
+        );
     }
-    let _ = background.await;
-    broker.shutdown().await;
-    if let Some(push) = metrics_push {
-        let _ = push.await;
-    }
-    let _ = admin_task.await;
     tracing::info!("silt broker stopped");
     Ok(())
 }

@@ -50,6 +50,20 @@ enum Command {
     /// store): one JSON object per line, up to the newest manifest's end. S3 settings come from
     /// AWS_* variables (AWS_ENDPOINT and AWS_ALLOW_HTTP=true for MinIO).
     Read(ReadArgs),
+    /// Load the configuration `silt serve` would run with (file, SILT_* environment, flags,
+    /// ${env:NAME} references), validate it and print it as JSON with secrets redacted; exit
+    /// non-zero with the reason if it is invalid. Certificate files are not read.
+    CheckConfig(ServeArgs),
+    /// Ask a broker's admin port whether it is ready (/readyz) or, with --live, alive
+    /// (/healthz); exit 0 if so. For container health checks (the image has no curl).
+    Health {
+        /// The broker's admin address
+        #[arg(long, default_value = "127.0.0.1:9095")]
+        admin: String,
+        /// Liveness (/healthz) instead of readiness (/readyz)
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 #[derive(Args)]
@@ -140,6 +154,20 @@ fn operator(command: Command) -> anyhow::Result<()> {
     use silt_broker::cli;
     let (target, run): (Target, OperatorRun) = match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::CheckConfig(args) => {
+            let config = load_config(&args)?;
+            config.validate()?;
+            println!("{}", serde_json::to_string_pretty(&config.redacted())?);
+            return Ok(());
+        }
+        Command::Health { admin, live } => {
+            let path = if live { "/healthz" } else { "/readyz" };
+            let status = silt_broker::admin::probe(&admin, path, std::time::Duration::from_secs(2))
+                .map_err(|e| anyhow::anyhow!("{admin}{path}: {e}"))?;
+            println!("{admin}{path}: {status}");
+            anyhow::ensure!(status == 200, "{admin}{path} answered {status}");
+            return Ok(());
+        }
         Command::Read(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -268,7 +296,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         .merge(env)
         .merge(Serialized::defaults(args))
         .extract()?;
-    Ok(config)
+    config.expand_env(|name| std::env::var(name).ok())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -343,8 +371,9 @@ fn main() -> anyhow::Result<()> {
         });
         silt_broker::serve(config, cancel).await
     });
-    // After the runtime: the batch processor's exporter blocks on its own thread.
-    drop(runtime);
+    // After the runtime: the batch processor's exporter blocks on its own thread. A blocking
+    // task still running (an fsync on a failing disk) does not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some((provider, _)) = otlp {
         if let Err(error) = provider.shutdown() {
             eprintln!("silt: flushing traces to the collector failed: {error}");
