@@ -202,6 +202,28 @@ async fn archived_and_evicted_segments_are_read_from_the_bucket_and_by_silt_read
         "the consumer was served from the bucket: {misses} cache misses"
     );
 
+    // A restart with the local copies evicted (the first local segment starts far past 0)
+    // keeps the log start where the bucket has it: the local disk is not the log's start.
+    silt.stop();
+    silt.restart();
+    for p in 0..partitions {
+        let (low, high) = consumer(&silt.bootstrap())
+            .fetch_watermarks("history", p, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            low, 0,
+            "partition {p}: log start after a restart (end {high})"
+        );
+    }
+    let again = consume_all(
+        &silt.bootstrap(),
+        "history",
+        partitions,
+        n,
+        Duration::from_secs(60),
+    );
+    check_keyed(&again, partitions, n);
+
     // silt read, with no broker involved, returns what the consumer got, up to the end it
     // reports.
     for p in 0..partitions {

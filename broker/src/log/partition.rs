@@ -223,12 +223,14 @@ impl Partition {
             segments.push(Segment::create(dir, 0).map_err(io_err)?);
         }
         let log_end = segments.last().expect("one segment").next_offset();
-        // DeleteRecords may have moved the log start into the first segment.
+        // DeleteRecords may have moved the log start (it persists it first). The first local
+        // segment says nothing about the log's start: segments below it may be in the bucket
+        // (evicted copies, or a log rebuilt from the manifest's end), and the manifest decides
+        // once it is known (`set_manifest`: the lowest offset available there or here).
         let log_start = std::fs::read_to_string(dir.join(LOG_START_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
             .unwrap_or(0)
-            .max(segments[0].base_offset)
             .min(log_end);
         let durability_object = config.durability_object;
         Ok(Partition {
