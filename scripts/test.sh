@@ -9,7 +9,9 @@
 #   - confluent-kafka (a current librdkafka, next to Debian's 2.0.2) and kafka-python (an
 #     independent implementation) from PyPI, and moto, the S3-compatible server the
 #     object-storage tests start on a free loopback port.
-# Then: cargo fmt --check, cargo clippy -D warnings, unit tests, end-to-end tests.
+# Then: cargo fmt --check, cargo clippy -D warnings, unit tests, end-to-end tests, and the
+# deployment artifacts (scripts/check-deploy.sh: the image's binary, the Helm chart, the compose
+# file and the Terraform, with Helm, kubernetes-validate, hclfmt and checkov).
 # Bounded: every step either finishes or fails; nothing waits on input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,4 +83,10 @@ cargo test --workspace --no-fail-fast -- --test-threads 2 2>&1 | tee "$log" || s
 # One closing line for the whole run (cargo prints one per test binary, the last often empty).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
+
+say "deployment artifacts (image binary, Helm chart, compose file, Terraform)"
+deploy=0
+bash scripts/check-deploy.sh || deploy=$?
+[ "$deploy" = 0 ] && echo "deployment checks passed" || echo "deployment checks FAILED"
+[ "$status" = 0 ] && status=$deploy
 exit "$status"
