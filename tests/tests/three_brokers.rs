@@ -245,6 +245,7 @@ fn group_consumer(
             .set("fetch.wait.max.ms", "100")
             .set("session.timeout.ms", "10000")
             .set("debug", "cgrp,topic")
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug)
             .create_with_context(context)
             .expect("consumer");
         consumer.subscribe(&[&topic]).expect("subscribe");
@@ -254,7 +255,20 @@ fn group_consumer(
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
                     sink.lock().unwrap().push((m.partition(), m.offset(), key));
                     // A commit that fails (the coordinator moving) is redelivered, not lost.
-                    if let Err(e) = consumer.commit_message(&m, CommitMode::Sync) {
+                    let committing = Instant::now();
+                    let committed = consumer.commit_message(&m, CommitMode::Sync);
+                    if committing.elapsed() > Duration::from_secs(1) {
+                        Captured::push(
+                            &consumer.context().0,
+                            format!(
+                                "TEST commit of {}@{} took {:?}",
+                                m.partition(),
+                                m.offset(),
+                                committing.elapsed()
+                            ),
+                        );
+                    }
+                    if let Err(e) = committed {
                         Captured::push(
                             &consumer.context().0,
                             format!(
