@@ -17,6 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # pip --user installs land here.
 export PATH="$HOME/.local/bin:$PATH"
+# No incremental caches: this is one full run, and they would add gigabytes to target/ (a CI disk
+# ran out of space with them).
+export CARGO_INCREMENTAL=0
 
 say() { printf '\n== %s\n' "$*"; }
 
