@@ -215,7 +215,7 @@ impl Broker {
             by_id.insert(record.id, topic.clone());
             topics.insert(record.name.clone(), topic);
         }
-        remove_orphaned_logs(&logs_dir, &by_id);
+        report_unknown_logs(&logs_dir, &by_id);
 
         // 2. The WAL holds what segments may have lost; replay it over them. (In a cluster,
         // data never recorded in the bucket is not kept across a restart: another broker may
@@ -1100,21 +1100,32 @@ fn open_partition(
     .map(Arc::new)
 }
 
-/// Removes partition directories of topics the catalog no longer has (deleted while down).
-fn remove_orphaned_logs(logs_dir: &std::path::Path, known: &HashMap<TopicId, Arc<Topic>>) {
+/// Reports partition directories of topics the catalog does not have, and leaves them.
+///
+/// A topic deleted while this broker was down leaves such a directory, but so would metadata
+/// that lost records: deleting data because metadata is missing would turn one loss into two.
+/// An operator removes them once the metadata is known good (DeleteTopics removes its own).
+fn report_unknown_logs(logs_dir: &std::path::Path, known: &HashMap<TopicId, Arc<Topic>>) -> usize {
     let Ok(entries) = std::fs::read_dir(logs_dir) else {
-        return;
+        return 0;
     };
+    let mut unknown = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(id) = name.to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else {
             continue;
         };
         if !known.contains_key(&TopicId(id)) {
-            tracing::info!(topic_id = %id, "removing files of a deleted topic");
-            let _ = std::fs::remove_dir_all(entry.path());
+            unknown += 1;
+            tracing::warn!(
+                topic_id = %id,
+                path = %entry.path().display(),
+                "local log of a topic the metadata store does not have; kept (delete it by hand \
+                 once the topic is known to be deleted)"
+            );
         }
     }
+    unknown
 }
 
 #[cfg(test)]

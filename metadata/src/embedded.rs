@@ -4,7 +4,10 @@
 //! On-disk layout under its directory:
 //! - `snapshot.json`: `{"revision": R, "kvs": [...]}`, replaced atomically (write, fsync, rename).
 //! - `txn.log`: records `[len: u32 BE][crc32c(payload): u32 BE][payload: JSON LogEntry]` applied
-//!   on top of the snapshot; a torn or corrupt tail is truncated on open.
+//!   on top of the snapshot. Only a torn last record (a crash mid-append) is cut on open; a bad
+//!   record followed by more data stops `open` with [`Error::Corrupt`] naming its offset. Values
+//!   are base64 text (older arrays of numbers still read); a record over [`MAX_RECORD_BYTES`] is
+//!   refused when written, so everything acknowledged can be replayed.
 //!
 //! Leases live only in memory: a restarted store has none, so keys that were bound to a lease
 //! are deleted on open, as etcd would once the lease ran out.
@@ -28,8 +31,9 @@ const LOG_FILE: &str = "txn.log";
 const SNAPSHOT_FILE: &str = "snapshot.json";
 /// Compact the log into a snapshot past this many bytes.
 const COMPACT_LOG_BYTES: u64 = 8 * 1024 * 1024;
-/// Largest single log record accepted on replay (a bound against a corrupt length field).
-const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
+/// Largest log record: a transaction over it is refused when written ([`Error::TooLarge`]),
+/// so every record written can be replayed, and a longer length field on replay is corrupt.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 const WATCH_CHANNEL: usize = 1024;
 const LEASE_TICK: Duration = Duration::from_millis(100);
 
@@ -99,6 +103,7 @@ impl EmbeddedMetadataStore {
                 inner.apply(&entry.ops, entry.revision);
             }
         }
+        let created = !log_path.exists();
         let log = OpenOptions::new()
             .create(true)
             .read(true)
@@ -108,13 +113,24 @@ impl EmbeddedMetadataStore {
                 path: log_path.clone(),
                 source,
             })?;
+        if created {
+            // The new file's directory entry must be durable before any record in it counts.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
         let actual_len = log.metadata().map(|m| m.len()).unwrap_or(valid_len);
         if actual_len > valid_len {
             tracing::warn!(path = %log_path.display(), valid_len, actual_len, "truncating torn metadata log tail");
-            log.set_len(valid_len).map_err(|source| Error::Io {
-                path: log_path.clone(),
-                source,
-            })?;
+            log.set_len(valid_len)
+                .and_then(|()| log.sync_all())
+                .map_err(|source| Error::Io {
+                    path: log_path.clone(),
+                    source,
+                })?;
         }
         inner.durable = Some(Durable {
             dir: dir.to_path_buf(),
@@ -190,11 +206,18 @@ impl Shared {
     fn commit(&self, inner: &mut Inner, ops: Vec<Op>) -> Result<i64> {
         let revision = inner.revision + 1;
         let entry = LogEntry { revision, ops };
+        // The limit holds for the in-memory store too, so unit tests meet it.
+        let payload = serde_json::to_vec(&entry).map_err(|source| Error::Codec {
+            key: "<log entry>".into(),
+            source,
+        })?;
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(Error::TooLarge {
+                bytes: payload.len(),
+                limit: MAX_RECORD_BYTES,
+            });
+        }
         if let Some(durable) = inner.durable.as_mut() {
-            let payload = serde_json::to_vec(&entry).map_err(|source| Error::Codec {
-                key: "<log entry>".into(),
-                source,
-            })?;
             let mut record = Vec::with_capacity(payload.len() + 8);
             record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             record.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
@@ -390,7 +413,12 @@ fn load_snapshot(path: &Path) -> Result<(BTreeMap<String, KeyValue>, i64)> {
     Ok((kvs, snapshot.revision))
 }
 
-/// Reads every intact record of the log; returns them and the length of the intact prefix.
+/// Reads the log's records; returns them and the length of the intact prefix.
+///
+/// Only the last record may be torn (a crash while it was being appended): one whose length
+/// runs past the end of the file, or whose bytes end exactly at the end of the file but fail
+/// their check. A bad record with intact records after it is corruption, not a torn tail:
+/// cutting there would silently drop every later change, so it is an error naming the offset.
 fn read_log(path: &Path) -> Result<(Vec<LogEntry>, u64)> {
     let mut bytes = Vec::new();
     match File::open(path) {
@@ -410,23 +438,67 @@ fn read_log(path: &Path) -> Result<(Vec<LogEntry>, u64)> {
     }
     let mut entries = Vec::new();
     let mut pos = 0usize;
-    while bytes.len() - pos >= 8 {
-        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
-        let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
-        if len > MAX_RECORD_BYTES || bytes.len() - pos - 8 < len as usize {
-            break;
+    while pos < bytes.len() {
+        match parse_record(&bytes, pos) {
+            Record::Entry(entry, next) => {
+                entries.push(entry);
+                pos = next;
+            }
+            Record::Incomplete => break,
+            Record::Bad(reason, end) => {
+                let later = (pos + 1..bytes.len())
+                    .find(|&at| matches!(parse_record(&bytes, at), Record::Entry(..)));
+                if end < bytes.len() || later.is_some() {
+                    return Err(Error::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "record at byte {pos} of {}: {reason}, with {} more bytes after it{}; \
+                             not a torn tail, so nothing is cut: restore the file or move it aside \
+                             to start from {SNAPSHOT_FILE} alone",
+                            bytes.len(),
+                            bytes.len() - pos,
+                            later.map_or(String::new(), |at| format!(
+                                " (an intact record starts at byte {at})"
+                            )),
+                        ),
+                    });
+                }
+                break;
+            }
         }
-        let payload = &bytes[pos + 8..pos + 8 + len as usize];
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
-        match serde_json::from_slice::<LogEntry>(payload) {
-            Ok(entry) => entries.push(entry),
-            Err(_) => break,
-        }
-        pos += 8 + len as usize;
     }
     Ok((entries, pos as u64))
+}
+
+enum Record {
+    /// An intact record and the offset just past it.
+    Entry(LogEntry, usize),
+    /// The file ends inside the record's header or payload.
+    Incomplete,
+    /// The record is complete but fails a check; `usize` is where it ends.
+    Bad(&'static str, usize),
+}
+
+fn parse_record(bytes: &[u8], pos: usize) -> Record {
+    let Some(header) = bytes.get(pos..pos + 8) else {
+        return Record::Incomplete;
+    };
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len as usize > MAX_RECORD_BYTES {
+        return Record::Bad("length over the record limit", pos + 8);
+    }
+    let end = pos + 8 + len as usize;
+    let Some(payload) = bytes.get(pos + 8..end) else {
+        return Record::Incomplete;
+    };
+    if crc32c::crc32c(payload) != crc {
+        return Record::Bad("checksum mismatch", end);
+    }
+    match serde_json::from_slice::<LogEntry>(payload) {
+        Ok(entry) => Record::Entry(entry, end),
+        Err(_) => Record::Bad("undecodable payload", end),
+    }
 }
 
 impl EmbeddedMetadataStore {
@@ -594,6 +666,68 @@ mod tests {
         drop(store);
         let store = EmbeddedMetadataStore::open(dir.path()).unwrap();
         assert_eq!(store.get("/c").await.unwrap().unwrap().value, b"3");
+    }
+
+    #[tokio::test]
+    async fn a_bad_record_in_the_middle_stops_open_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedMetadataStore::open(dir.path()).unwrap();
+            store.put("/a", b"1".to_vec()).await.unwrap();
+            store.put("/b", b"2".to_vec()).await.unwrap();
+            store.put("/c", b"3".to_vec()).await.unwrap();
+        }
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let first_len = u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        // Flip one payload byte of the second record; the third stays intact after it.
+        bytes[first_len + 8 + 8 + 3] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let error = EmbeddedMetadataStore::open(dir.path())
+            .err()
+            .expect("open must fail");
+        let text = error.to_string();
+        assert!(matches!(error, Error::Corrupt { .. }), "{text}");
+        assert!(text.contains(&format!("byte {}", first_len + 8)), "{text}");
+        assert!(text.contains("txn.log"), "{text}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+
+    #[tokio::test]
+    async fn a_bad_last_record_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedMetadataStore::open(dir.path()).unwrap();
+            store.put("/a", b"1".to_vec()).await.unwrap();
+            store.put("/b", b"2".to_vec()).await.unwrap();
+        }
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let store = EmbeddedMetadataStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("/a").await.unwrap().unwrap().value, b"1");
+        assert!(store.get("/b").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_transaction_over_the_record_limit_is_refused_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedMetadataStore::open(dir.path()).unwrap();
+        // Base64 makes 3 bytes 4: a value of 3/4 of the limit plus a little is over it.
+        let value = vec![1u8; MAX_RECORD_BYTES / 4 * 3 + 1024];
+        let result = store.put("/big", value).await;
+        assert!(
+            matches!(result, Err(Error::TooLarge { limit, .. }) if limit == MAX_RECORD_BYTES),
+            "{result:?}"
+        );
+        store.put("/small", b"ok".to_vec()).await.unwrap();
+        drop(store);
+        let store = EmbeddedMetadataStore::open(dir.path()).unwrap();
+        assert!(store.get("/big").await.unwrap().is_none());
+        assert_eq!(store.get("/small").await.unwrap().unwrap().value, b"ok");
     }
 
     #[tokio::test]

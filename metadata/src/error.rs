@@ -38,6 +38,10 @@ pub enum Error {
     /// unknown: it may have been applied.
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
+    /// A transaction larger than the store accepts (the embedded log's record limit, etcd's
+    /// request limit): it was not applied, and retrying it unchanged fails the same way.
+    #[error("metadata transaction of {bytes} bytes is over the store's limit of {limit} bytes")]
+    TooLarge { bytes: usize, limit: usize },
     #[error("metadata store configuration: {0}")]
     Config(String),
 }

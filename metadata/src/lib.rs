@@ -7,6 +7,7 @@
 //!
 //! It must not know about Kafka wire types or object storage.
 
+mod bytes_field;
 pub mod catalog;
 pub mod embedded;
 mod error;

@@ -22,6 +22,7 @@ pub type LeaseId = i64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     pub key: String,
+    #[serde(with = "crate::bytes_field")]
     pub value: Vec<u8>,
     pub create_revision: i64,
     pub mod_revision: i64,
@@ -67,6 +68,7 @@ impl Compare {
 pub enum Op {
     Put {
         key: String,
+        #[serde(with = "crate::bytes_field")]
         value: Vec<u8>,
         lease: Option<LeaseId>,
     },

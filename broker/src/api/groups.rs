@@ -19,6 +19,7 @@ pub fn code(e: GroupError) -> i16 {
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         GroupError::RequestTimedOut => ResponseError::RequestTimedOut,
         GroupError::MetadataTooLarge => ResponseError::InvalidRequest,
+        GroupError::OffsetsTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
     };
     r.code()

@@ -59,6 +59,9 @@ pub enum GroupError {
     RequestTimedOut,
     #[error("protocol metadata too large")]
     MetadataTooLarge,
+    /// The group's offsets with this commit are over the metadata store's record limit.
+    #[error("committed offsets too large to store")]
+    OffsetsTooLarge,
     /// The group's key was written by another coordinator: this one no longer owns it.
     #[error("not the coordinator")]
     NotCoordinator,
@@ -883,6 +886,7 @@ impl Coordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let group = self.group(group_id, true).expect("created");
+        let previous;
         {
             let mut g = group.lock().expect("group lock");
             if generation < 0 && member_id.is_empty() {
@@ -903,11 +907,32 @@ impl Coordinator {
                     .expect("checked")
                     .last_heartbeat = Instant::now();
             }
-            for (topic, partition, entry) in offsets {
-                g.offsets.put(&topic, partition, entry);
+            previous = offsets
+                .into_iter()
+                .map(|(topic, partition, entry)| {
+                    let before = g.offsets.get(&topic, partition).cloned();
+                    g.offsets.put(&topic, partition, entry.clone());
+                    (topic, partition, entry, before)
+                })
+                .collect::<Vec<_>>();
+        }
+        let result = self.flushed(group_id).await;
+        if result == Err(GroupError::OffsetsTooLarge) {
+            // The store refused the whole group's record: take this commit's entries back out
+            // (unless a later commit replaced them), so memory matches what is stored.
+            let mut g = group.lock().expect("group lock");
+            for (topic, partition, entry, before) in previous {
+                if g.offsets.get(&topic, partition) == Some(&entry) {
+                    match before {
+                        Some(before) => g.offsets.put(&topic, partition, before),
+                        None => {
+                            g.offsets.remove(&topic, partition);
+                        }
+                    }
+                }
             }
         }
-        self.flushed(group_id).await
+        result
     }
 
     /// Marks the group dirty and waits for the flusher to write it.
@@ -976,6 +1001,14 @@ impl Coordinator {
                 self.groups.lock().expect("groups lock").remove(id);
                 self.revisions.lock().expect("revisions lock").remove(id);
                 Err(GroupError::NotCoordinator)
+            }
+            Err(error @ silt_metadata::Error::TooLarge { .. }) => {
+                crate::metrics::metrics()
+                    .group_offset_writes
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(group = %id, %error, "the group's committed offsets are too large to store; the commit is refused");
+                Err(GroupError::OffsetsTooLarge)
             }
             Err(error) => {
                 crate::metrics::metrics()
@@ -1290,6 +1323,41 @@ mod tests {
         assert_eq!(c.expire_offsets(1_000 + 61_000), vec!["g".to_string()]);
         c.flushed("g").await.unwrap();
         assert!(store.get(&group_key("g")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_commit_the_store_cannot_hold_is_refused_and_taken_back() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let c = Coordinator::start(store.clone(), settings()).await.unwrap();
+        let entry = |offset, metadata: &str| OffsetEntry {
+            offset,
+            leader_epoch: 0,
+            metadata: Some(metadata.into()),
+            commit_ms: 1_000,
+        };
+        c.commit("g", -1, "", None, vec![("t".into(), 0, entry(1, "m"))])
+            .await
+            .unwrap();
+        // Every entry is within offset.metadata.max.bytes, but together they are over the
+        // store's record limit.
+        let long = "x".repeat(4000);
+        let huge: Vec<_> = (0..13_000)
+            .map(|p| ("t".to_string(), p, entry(7, &long)))
+            .collect();
+        assert_eq!(
+            c.commit("g", -1, "", None, huge).await,
+            Err(GroupError::OffsetsTooLarge)
+        );
+        assert_eq!(c.offsets("g").unwrap().get("t", 0), Some(&entry(1, "m")));
+        assert_eq!(c.offsets("g").unwrap().get("t", 1), None);
+        c.commit("g", -1, "", None, vec![("t".into(), 2, entry(3, "m"))])
+            .await
+            .unwrap();
+        let again = Coordinator::start(store.clone(), settings()).await.unwrap();
+        let stored = again.offsets("g").unwrap();
+        assert_eq!(stored.get("t", 0), Some(&entry(1, "m")));
+        assert_eq!(stored.get("t", 2), Some(&entry(3, "m")));
+        assert_eq!(stored.get("t", 1), None);
     }
 
     async fn join_static(
