@@ -15,6 +15,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 const SCRAM_PREFIX: &str = "/silt/scram/";
+/// The server secret that decoy salts for unknown users are derived from (shared by every
+/// broker of a cluster, so each gives an unknown user the same salt a known user would get).
+const DECOY_SECRET_KEY: &str = "/silt/security/scram-decoy-secret";
 /// Kafka's bounds on SCRAM iterations.
 pub const MIN_ITERATIONS: i32 = 4096;
 pub const MAX_ITERATIONS: i32 = 16384;
@@ -139,6 +142,8 @@ pub fn salted_password(
     salt: &[u8],
     iterations: u32,
 ) -> Vec<u8> {
+    #[cfg(test)]
+    HASHED_SALTS.lock().unwrap().push(salt.to_vec());
     let mut out = vec![0; mechanism.output_len()];
     let iterations = NonZeroU32::new(iterations.max(1)).expect("at least one iteration");
     pbkdf2::derive(
@@ -187,7 +192,11 @@ impl ScramCredential {
 #[derive(Clone)]
 pub struct Credentials {
     store: Arc<dyn MetadataStore>,
+    decoy_secret: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
+
+#[cfg(test)]
+static HASHED_SALTS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 fn escape(user: &str) -> String {
     user.replace('%', "%25").replace('/', "%2F")
@@ -203,7 +212,44 @@ fn key(user: &str, mechanism: Mechanism) -> String {
 
 impl Credentials {
     pub fn new(store: Arc<dyn MetadataStore>) -> Credentials {
-        Credentials { store }
+        Credentials {
+            store,
+            decoy_secret: Arc::default(),
+        }
+    }
+
+    /// A credential for a user that does not exist: its salt is stable per user and mechanism
+    /// (derived from a server secret kept in the metadata store), its iteration count the
+    /// default, and its keys random, so no proof or password matches it and the exchange looks
+    /// the same as a known user's.
+    pub async fn decoy(&self, user: &str, mechanism: Mechanism) -> anyhow::Result<ScramCredential> {
+        let secret = self
+            .decoy_secret
+            .get_or_try_init(|| async {
+                let fresh = random(32);
+                let txn = Txn::new()
+                    .when(Compare::absent(DECOY_SECRET_KEY))
+                    .then(Op::put(DECOY_SECRET_KEY, fresh));
+                self.store.txn(txn).await?;
+                // Whoever won the race, every broker uses the stored one.
+                match self.store.get(DECOY_SECRET_KEY).await? {
+                    Some(kv) if kv.value.len() >= 16 => anyhow::Ok(kv.value),
+                    _ => anyhow::bail!("the SCRAM decoy secret is missing or too short"),
+                }
+            })
+            .await?;
+        let mut salt = hmac(
+            Mechanism::ScramSha256,
+            secret,
+            format!("salt\0{}\0{user}", mechanism.name()).as_bytes(),
+        );
+        salt.truncate(32);
+        Ok(ScramCredential {
+            salt,
+            stored_key: random(mechanism.output_len()),
+            server_key: random(mechanism.output_len()),
+            iterations: MIN_ITERATIONS as u32,
+        })
     }
 
     pub async fn get(
@@ -408,27 +454,41 @@ impl Exchange {
         if !authzid.is_empty() && authzid != user {
             return Err(malformed("authorization id differs from the user name"));
         }
+        let mut found = None;
         for mechanism in Mechanism::SCRAM {
             let credential = credentials
                 .get(user, mechanism)
                 .await
                 .map_err(|e| AuthError(format!("credential lookup failed: {e}")))?;
             if let Some(credential) = credential {
-                // PBKDF2 off the runtime threads.
-                let (credential, password) = (credential, password.to_string());
-                let ok = tokio::task::spawn_blocking(move || {
-                    credential.verify_password(mechanism, &password)
-                })
-                .await
-                .unwrap_or(false);
-                if ok {
-                    return Ok(Step::Done {
-                        principal: format!("User:{user}"),
-                        response: Vec::new(),
-                    });
-                }
+                found = Some((mechanism, credential, true));
                 break;
             }
+        }
+        // An unknown user costs the same PBKDF2 work as a known one, so the time taken does
+        // not tell who exists.
+        let (mechanism, credential, known) = match found {
+            Some(found) => found,
+            None => {
+                let mechanism = Mechanism::SCRAM[0];
+                let decoy = credentials
+                    .decoy(user, mechanism)
+                    .await
+                    .map_err(|e| AuthError(format!("credential lookup failed: {e}")))?;
+                (mechanism, decoy, false)
+            }
+        };
+        // PBKDF2 off the runtime threads.
+        let password = password.to_string();
+        let ok =
+            tokio::task::spawn_blocking(move || credential.verify_password(mechanism, &password))
+                .await
+                .unwrap_or(false);
+        if ok && known {
+            return Ok(Step::Done {
+                principal: format!("User:{user}"),
+                response: Vec::new(),
+            });
         }
         Err(invalid(Mechanism::Plain))
     }
@@ -482,12 +542,13 @@ impl Exchange {
         // An unknown user goes through the whole exchange with a credential no proof matches,
         // so the answer does not tell who exists.
         let known = found.is_some();
-        let credential = found.unwrap_or_else(|| ScramCredential {
-            salt: random(32),
-            stored_key: random(self.mechanism.output_len()),
-            server_key: random(self.mechanism.output_len()),
-            iterations: MIN_ITERATIONS as u32,
-        });
+        let credential = match found {
+            Some(credential) => credential,
+            None => credentials
+                .decoy(&user, self.mechanism)
+                .await
+                .map_err(|e| AuthError(format!("credential lookup failed: {e}")))?,
+        };
         let nonce = format!("{client_nonce}{}", B64.encode(random(24)));
         let server_first = format!(
             "r={nonce},s={},i={}",
@@ -688,6 +749,66 @@ mod tests {
             .delete("bob", Mechanism::ScramSha256)
             .await
             .unwrap());
+    }
+
+    async fn server_first_salt(
+        credentials: &Credentials,
+        mechanism: Mechanism,
+        user: &str,
+    ) -> String {
+        let Step::Continue(first) = Exchange::new(mechanism)
+            .step(credentials, format!("n,,n={user},r=nonce1").as_bytes())
+            .await
+            .unwrap()
+        else {
+            panic!("SCRAM continues");
+        };
+        let first = String::from_utf8(first).unwrap();
+        first
+            .split(',')
+            .find_map(|a| a.strip_prefix("s="))
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn unknown_users_get_a_stable_salt_and_the_same_work() {
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(silt_metadata::EmbeddedMetadataStore::in_memory());
+        let credentials = Credentials::new(store.clone());
+        let users = [("alice".to_string(), "secret".to_string())].into();
+        credentials.ensure(&users, 4096).await.unwrap();
+        for mechanism in Mechanism::SCRAM {
+            let known = server_first_salt(&credentials, mechanism, "alice").await;
+            assert_eq!(
+                known,
+                server_first_salt(&credentials, mechanism, "alice").await
+            );
+            let ghost = server_first_salt(&credentials, mechanism, "mallory").await;
+            assert_eq!(
+                ghost,
+                server_first_salt(&credentials, mechanism, "mallory").await,
+                "an unknown user's salt must not change between attempts"
+            );
+            assert_ne!(
+                ghost,
+                server_first_salt(&credentials, mechanism, "eve").await
+            );
+            // Another broker on the same store gives the same answer.
+            let other = Credentials::new(store.clone());
+            assert_eq!(ghost, server_first_salt(&other, mechanism, "mallory").await);
+            assert_eq!(B64.decode(&ghost).unwrap().len(), 32);
+        }
+        // PLAIN with an unknown user runs PBKDF2 over the decoy salt, as a known user's would.
+        let decoy = credentials
+            .decoy("nobody", Mechanism::SCRAM[0])
+            .await
+            .unwrap();
+        assert!(Exchange::new(Mechanism::Plain)
+            .step(&credentials, b"\0nobody\0pw")
+            .await
+            .is_err());
+        assert!(HASHED_SALTS.lock().unwrap().contains(&decoy.salt));
     }
 
     #[test]
