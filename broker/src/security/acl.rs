@@ -315,6 +315,9 @@ pub struct Authorizer {
     refresh: Duration,
     store: Option<Arc<dyn MetadataStore>>,
     acls: RwLock<Arc<Vec<AclBinding>>>,
+    /// ACL records the last reload could not read. While there are any, only super users are
+    /// authorized: an unreadable record may be a DENY, so skipping it would fail open.
+    unreadable: std::sync::atomic::AtomicUsize,
 }
 
 impl Authorizer {
@@ -331,6 +334,7 @@ impl Authorizer {
             refresh: Duration::from_millis(settings.refresh_ms),
             store: Some(store),
             acls: RwLock::new(Arc::new(Vec::new())),
+            unreadable: Default::default(),
         })
     }
 
@@ -345,6 +349,7 @@ impl Authorizer {
             refresh: Duration::from_secs(10),
             store: None,
             acls: RwLock::new(Arc::new(Vec::new())),
+            unreadable: Default::default(),
         }
     }
 
@@ -374,15 +379,23 @@ impl Authorizer {
         if !self.enabled || self.super_users.iter().any(|s| s == principal) {
             return true;
         }
+        if self.unreadable.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return false;
+        }
         let acls = self.snapshot();
-        let host = host.to_string();
+        // An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d; bindings name
+        // either form.
+        let host = host.to_canonical();
         let mut matching = acls.iter().filter(|b| b.covers(resource, name)).peekable();
         if matching.peek().is_none() {
             return self.allow_if_none;
         }
         let applies = |b: &&AclBinding| {
             (b.principal == principal || b.principal == "User:*")
-                && (b.host == "*" || b.host == host)
+                && (b.host == "*"
+                    || b.host
+                        .parse::<IpAddr>()
+                        .is_ok_and(|h| h.to_canonical() == host))
         };
         let mut allowed = false;
         for b in matching.filter(applies) {
@@ -454,13 +467,19 @@ impl Authorizer {
     pub async fn reload(&self) -> anyhow::Result<()> {
         let kvs = self.store()?.list(ACLS_PREFIX).await?;
         let mut acls = Vec::with_capacity(kvs.len());
+        let mut unreadable = 0;
         for kv in kvs {
             match serde_json::from_slice::<AclBinding>(&kv.value) {
                 Ok(b) => acls.push(b),
-                Err(error) => tracing::warn!(key = %kv.key, %error, "unreadable ACL skipped"),
+                Err(error) => {
+                    unreadable += 1;
+                    tracing::error!(key = %kv.key, %error, "unreadable ACL record: only super users are authorized until it is fixed or deleted");
+                }
             }
         }
         *self.acls.write().expect("acl lock") = Arc::new(acls);
+        self.unreadable
+            .store(unreadable, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -561,6 +580,112 @@ mod tests {
     }
 
     const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn hosts_match_across_ipv4_mapped_ipv6() {
+        let mut deny = binding(
+            ResourceType::Topic,
+            "t",
+            PatternType::Literal,
+            "User:*",
+            Operation::All,
+            Permission::Deny,
+        );
+        deny.host = "10.1.2.3".into();
+        let allow = binding(
+            ResourceType::Topic,
+            "t",
+            PatternType::Literal,
+            "User:alice",
+            Operation::All,
+            Permission::Allow,
+        );
+        let a = authorizer(vec![deny, allow], false);
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let plain: IpAddr = "10.1.2.3".parse().unwrap();
+        let other: IpAddr = "::ffff:10.1.2.4".parse().unwrap();
+        for host in [mapped, plain] {
+            assert!(
+                !a.check(
+                    "User:alice",
+                    host,
+                    Operation::Read,
+                    ResourceType::Topic,
+                    "t"
+                ),
+                "{host}"
+            );
+        }
+        assert!(a.check(
+            "User:alice",
+            other,
+            Operation::Read,
+            ResourceType::Topic,
+            "t"
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_acl_record_fails_closed() {
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(silt_metadata::EmbeddedMetadataStore::in_memory());
+        let a = Authorizer {
+            enabled: true,
+            super_users: vec!["User:admin".into()],
+            allow_if_none: true,
+            store: Some(store.clone()),
+            ..Authorizer::allow_all()
+        };
+        let allow = binding(
+            ResourceType::Topic,
+            "t",
+            PatternType::Literal,
+            "User:alice",
+            Operation::Read,
+            Permission::Allow,
+        );
+        a.create(&[allow]).await.unwrap();
+        assert!(a.check(
+            "User:alice",
+            HOST,
+            Operation::Read,
+            ResourceType::Topic,
+            "t"
+        ));
+        let junk = format!("{ACLS_PREFIX}junk");
+        store.put(&junk, b"{not json".to_vec()).await.unwrap();
+        a.reload().await.unwrap();
+        assert!(!a.check(
+            "User:alice",
+            HOST,
+            Operation::Read,
+            ResourceType::Topic,
+            "t"
+        ));
+        assert!(!a.check(
+            "User:bob",
+            HOST,
+            Operation::Read,
+            ResourceType::Topic,
+            "other"
+        ));
+        assert!(a.check(
+            "User:admin",
+            HOST,
+            Operation::Read,
+            ResourceType::Topic,
+            "t"
+        ));
+        store.txn(Txn::new().then(Op::delete(&junk))).await.unwrap();
+        a.reload().await.unwrap();
+        assert!(a.check(
+            "User:alice",
+            HOST,
+            Operation::Read,
+            ResourceType::Topic,
+            "t"
+        ));
+    }
 
     #[test]
     fn kafka_semantics() {

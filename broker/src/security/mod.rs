@@ -46,7 +46,7 @@ impl Session {
     ) -> Session {
         Session {
             peer: peer.to_string(),
-            peer_ip: peer.ip(),
+            peer_ip: peer.ip().to_canonical(),
             listener,
             principal,
             authorizer,
