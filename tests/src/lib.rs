@@ -47,6 +47,9 @@ pub struct Silt {
     pub port: u16,
     pub admin_port: u16,
     extra_env: Vec<(String, String)>,
+    /// An address-space limit (RLIMIT_AS, bytes) the broker runs under, set with `prlimit`: a
+    /// pod's memory limit, where a reservation of gigabytes fails instead of being overcommitted.
+    address_space_limit: Option<u64>,
     child: Option<Child>,
     log_path: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -84,8 +87,21 @@ impl Silt {
         Self::try_start_on(port, env).expect("start silt")
     }
 
+    /// Starts a broker whose address space is limited to `bytes` (see `address_space_limit`).
+    pub fn start_with_address_space_limit(bytes: u64) -> Silt {
+        Self::try_start_limited(free_port(), &[], Some(bytes)).expect("start silt")
+    }
+
     /// [`Silt::start_on`] for brokers that may refuse to start: the error carries the log.
     pub fn try_start_on(port: u16, env: &[(&str, &str)]) -> anyhow::Result<Silt> {
+        Self::try_start_limited(port, env, None)
+    }
+
+    fn try_start_limited(
+        port: u16,
+        env: &[(&str, &str)],
+        address_space_limit: Option<u64>,
+    ) -> anyhow::Result<Silt> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut silt = Silt {
             data_dir: tmp.path().join("data"),
@@ -95,6 +111,7 @@ impl Silt {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            address_space_limit,
             child: None,
             log_path: tmp.path().join("silt.log"),
             _tmp: Some(tmp),
@@ -112,7 +129,14 @@ impl Silt {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let mut cmd = Command::new(silt_bin());
+        let mut cmd = match self.address_space_limit {
+            Some(bytes) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--as={bytes}")).arg("--").arg(silt_bin());
+                cmd
+            }
+            None => Command::new(silt_bin()),
+        };
         cmd.arg("--listen")
             .arg(self.bootstrap())
             .arg("--admin-listen")

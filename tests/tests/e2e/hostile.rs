@@ -83,6 +83,25 @@ fn absurd_lengths_and_garbage_do_not_kill_the_broker() {
     }
 }
 
+/// A frame near the 100 MiB request limit whose array count claims 2^31-1 elements: the count
+/// must not size a reservation of gigabytes. Under a 3 GiB address-space limit (a pod's memory
+/// limit) such a reservation fails and aborts the process; here the broker must answer or close
+/// the connection and go on serving.
+#[test]
+fn array_counts_in_large_frames_do_not_reserve_gigabytes() {
+    let silt = Silt::start_with_address_space_limit(3 << 30);
+    let mut header = Vec::with_capacity(100 * 1024 * 1024);
+    header.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+    header.extend_from_slice(&1i16.to_be_bytes()); // v1
+    header.extend_from_slice(&7i32.to_be_bytes());
+    header.extend_from_slice(&(-1i16).to_be_bytes());
+    // Metadata v1: 2^31-1 topics, then null names (an error at the first element).
+    header.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    header.resize(100 * 1024 * 1024 - 64, 0xff);
+    send_raw(&silt, &framed(&header));
+    assert_alive(&silt);
+}
+
 mod produce_errors {
     use super::assert_alive;
     use bytes::Bytes;

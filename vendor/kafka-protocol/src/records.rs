@@ -515,7 +515,10 @@ impl RecordBatchDecoder {
         records: &mut Vec<Record>,
     ) -> Result<()> {
         // silt patch: a record takes at least 7 bytes; do not trust the count to reserve.
-        records.reserve((batch_decode_info.record_count.max(0) as usize).min(buf.remaining() / 7));
+        records.reserve(crate::protocol::types::bounded_capacity::<Record>(
+            batch_decode_info.record_count.max(0) as usize,
+            buf.remaining() / 7,
+        ));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -895,7 +898,10 @@ impl Record {
         let num_headers = num_headers as usize;
 
         // silt patch: a header takes at least 2 bytes; do not trust the count to reserve.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf) / 2));
+        let mut headers = IndexMap::with_capacity(crate::protocol::types::bounded_capacity::<(StrBytes, Option<Bytes>)>(
+            num_headers,
+            bytes::Buf::remaining(buf) / 2,
+        ));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -359,6 +359,10 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // silt patch: a length past the bytes left is an error, not an allocation.
+                if n as usize > buf.remaining() {
+                    bail!("length {} is past the {} bytes left", n as usize, buf.remaining());
+                }
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -511,6 +515,10 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // silt patch: a length past the bytes left is an error, not an allocation.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("length {} is past the {} bytes left", (n - 1) as usize, buf.remaining());
+                }
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +663,10 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // silt patch: a length past the bytes left is an error, not an allocation.
+                if n as usize > buf.remaining() {
+                    bail!("length {} is past the {} bytes left", n as usize, buf.remaining());
+                }
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +816,10 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // silt patch: a length past the bytes left is an error, not an allocation.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("length {} is past the {} bytes left", (n - 1) as usize, buf.remaining());
+                }
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -980,15 +996,38 @@ impl<T, E: for<'a> Encoder<&'a T>> Encoder<&Vec<T>> for Array<E> {
     }
 }
 
+/// silt patch: how many elements to reserve for an array whose count came from the wire. Every
+/// element takes at least one byte, and the reservation is at most 1 MiB whatever the element's
+/// size; past it the vector grows as elements are really decoded.
+pub fn bounded_capacity<T>(count: usize, remaining: usize) -> usize {
+    const MAX_RESERVATION_BYTES: usize = 1 << 20;
+    count
+        .min(remaining)
+        .min(MAX_RESERVATION_BYTES / std::mem::size_of::<T>().max(1))
+}
+
+/// silt patch: the most elements one array of a request or response may have. Elements of
+/// two bytes on the wire decode to structs of a hundred bytes or more, so without a cap a
+/// 100 MiB frame of them decodes to gigabytes; no client sends a million of anything in one
+/// array (a million partitions in one Fetch or one topic list is beyond any real cluster).
+pub const MAX_ARRAY_ELEMENTS: usize = 1 << 20;
+
+fn check_array_len(count: usize) -> Result<()> {
+    if count > MAX_ARRAY_ELEMENTS {
+        bail!("array of {count} elements is over the limit of {MAX_ARRAY_ELEMENTS}");
+    }
+    Ok(())
+}
+
 impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<Option<Vec<T>>> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // silt patch: every element takes at least one byte, so the count from the wire
-                // never reserves more than the buffer can hold (an absurd count aborted the
-                // process with a failed allocation).
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // silt patch: the count from the wire is not trusted to size the reservation
+                // (a 100 MiB frame claiming 2^31 elements reserved gigabytes and aborted).
+                check_array_len(n as usize)?;
+                let mut result = Vec::with_capacity(bounded_capacity::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1097,7 +1136,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // silt patch: bounded by the bytes left, as above.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                check_array_len((n - 1) as usize)?;
+                let mut result =
+                    Vec::with_capacity(bounded_capacity::<T>((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
