@@ -256,6 +256,8 @@ pub struct Tier {
     recorded: watch::Sender<u64>,
     /// Objects no manifest references any more, deleted once the grace period passed.
     graveyard: Mutex<Vec<(Instant, Path)>>,
+    /// WAL objects no commit record referenced, by when this broker first saw them so.
+    unreferenced: Mutex<Unreferenced>,
     cache_seen: Mutex<(u64, u64)>,
     pub cancel: CancellationToken,
     /// Every partition this broker has open (set by the broker), for stepping down those that
@@ -309,6 +311,7 @@ impl Tier {
             settings,
             recorded: watch::channel(0).0,
             graveyard: Mutex::default(),
+            unreferenced: Mutex::default(),
             cache_seen: Mutex::default(),
             cancel: CancellationToken::new(),
             partitions: std::sync::OnceLock::new(),
@@ -1076,7 +1079,6 @@ impl Tier {
             .list(Some(&layout::wal_prefix()))
             .try_collect()
             .await?;
-        let grace = chrono_age(self.settings.gc_grace_ms);
         let in_flight: std::collections::HashSet<u64> = self
             .uploads
             .in_flight
@@ -1085,8 +1087,9 @@ impl Tier {
             .keys()
             .copied()
             .collect();
+        let mut candidates = Vec::new();
         for meta in objects {
-            if live.contains(meta.location.as_ref()) || meta.last_modified > grace {
+            if live.contains(meta.location.as_ref()) {
                 continue;
             }
             // Only this broker's objects, and never one whose commit is still being tried.
@@ -1096,8 +1099,19 @@ impl Tier {
             if node != self.node.0 || (generation == self.generation && in_flight.contains(&seq)) {
                 continue;
             }
-            if let Err(error) = self.store.delete(&meta.location).await {
-                tracing::warn!(key = %meta.location, %error, "deleting an unreferenced WAL object failed");
+            candidates.push(meta.location.to_string());
+        }
+        // No wall clock is compared with the object's last_modified (the store's clock): a
+        // broker whose clock ran ahead would delete objects just committed. An object is
+        // deleted once this broker has seen it unreferenced for the grace period.
+        let due = self.unreferenced.lock().expect("unreferenced lock").due(
+            candidates,
+            Duration::from_millis(self.settings.gc_grace_ms),
+            Instant::now(),
+        );
+        for key in due {
+            if let Err(error) = self.store.delete(&Path::from(key.as_str())).await {
+                tracing::warn!(%key, %error, "deleting an unreferenced WAL object failed");
             }
         }
         Ok(())
@@ -1155,9 +1169,29 @@ fn parse_wal_key(key: &str) -> Option<(i32, u64, u64)> {
     Some((node, generation, seq))
 }
 
-/// The time `ms` milliseconds ago, as object stores report modification times.
-fn chrono_age(ms: u64) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() - chrono::Duration::milliseconds(ms as i64)
+/// Mark and sweep of unreferenced WAL objects on this broker's monotonic clock.
+#[derive(Default)]
+struct Unreferenced {
+    first_seen: HashMap<String, Instant>,
+}
+
+impl Unreferenced {
+    /// Takes one pass's unreferenced keys and returns those seen unreferenced, pass after pass,
+    /// for at least `grace`. A key missing from a pass (referenced again, or gone) starts over.
+    fn due(&mut self, keys: Vec<String>, grace: Duration, now: Instant) -> Vec<String> {
+        let mut next = HashMap::with_capacity(keys.len());
+        let mut due = Vec::new();
+        for key in keys {
+            let seen = self.first_seen.get(&key).copied().unwrap_or(now);
+            if now.saturating_duration_since(seen) >= grace {
+                due.push(key);
+            } else {
+                next.insert(key, seen);
+            }
+        }
+        self.first_seen = next;
+        due
+    }
 }
 
 /// Retries an object-store read a few times (startup recovery; a store that stays down fails
@@ -1197,6 +1231,25 @@ mod tests {
             start,
             len,
         }
+    }
+
+    #[test]
+    fn unreferenced_objects_are_deleted_after_the_grace_on_this_brokers_clock() {
+        let grace = Duration::from_secs(600);
+        let t0 = Instant::now();
+        let mut u = Unreferenced::default();
+        // However old the store says an object is, the first sighting deletes nothing.
+        assert!(u.due(vec!["a".into(), "b".into()], grace, t0).is_empty());
+        let later = t0 + Duration::from_secs(300);
+        assert!(u.due(vec!["a".into(), "b".into()], grace, later).is_empty());
+        // "b" became referenced (a commit listed late): it leaves the candidates and starts over.
+        let after = t0 + grace;
+        assert_eq!(u.due(vec!["a".into()], grace, after), vec!["a".to_string()]);
+        assert!(u.due(vec!["b".into()], grace, after).is_empty());
+        assert_eq!(
+            u.due(vec!["b".into()], grace, after + grace),
+            vec!["b".to_string()]
+        );
     }
 
     #[tokio::test]
