@@ -663,13 +663,29 @@ impl Broker {
             .partitions(record.id)
             .await
             .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
-        let mut parts = Vec::new();
-        for p in stored {
-            let partition = open_partition(&self.logs_dir, &self.tier, &record, p, config.clone())
-                .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
-            partition.set_leading(!self.clustered());
-            parts.push(partition);
-        }
+        // Creating directories and segment files (with their fsyncs) is blocking work: off the
+        // runtime threads, which also keep the lease alive.
+        let (logs_dir, tier, opened_record, opened_config) = (
+            self.logs_dir.clone(),
+            self.tier.clone(),
+            record.clone(),
+            config.clone(),
+        );
+        let leading = !self.clustered();
+        let parts = tokio::task::spawn_blocking(move || {
+            stored
+                .into_iter()
+                .map(|p| {
+                    let partition =
+                        open_partition(&logs_dir, &tier, &opened_record, p, opened_config.clone())?;
+                    partition.set_leading(leading);
+                    Ok(partition)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| CreateTopicError::Internal(e.to_string()))?
+        .map_err(|e| CreateTopicError::Internal(e.to_string()))?;
         let topic = Arc::new(Topic {
             record,
             config,

@@ -22,6 +22,9 @@ use std::sync::Arc;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
+/// The most partitions one CreateTopics request creates (as many as one topic may have).
+pub const MAX_PARTITIONS_PER_REQUEST: i32 = 100_000;
+
 pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
@@ -33,6 +36,9 @@ pub async fn handle(
     let create_any = session.may(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
     let mut results = Vec::with_capacity(request.topics.len());
     let mut seen = HashSet::new();
+    // Partitions this request may still create: one request cannot make the broker open
+    // hundreds of thousands of partitions at once.
+    let mut budget = i64::from(MAX_PARTITIONS_PER_REQUEST);
     for t in request.topics {
         let name = t.name.as_str().to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
@@ -71,6 +77,22 @@ pub async fn handle(
             partitions = t.assignments.len() as i32;
             replication_factor = t.assignments[0].broker_ids.len() as i16;
         }
+        let wanted = if partitions == -1 {
+            broker.config.num_partitions
+        } else {
+            partitions
+        };
+        if wanted > 0 && i64::from(wanted) > budget {
+            results.push(fail(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "one CreateTopics request creates at most {MAX_PARTITIONS_PER_REQUEST} \
+                     partitions; send topic {name} ({wanted} partitions) in another request"
+                ),
+            ));
+            continue;
+        }
+        budget -= i64::from(wanted.max(0));
         let mut configs = BTreeMap::new();
         let mut bad = None;
         for c in &t.configs {

@@ -240,3 +240,31 @@ async fn fetch_long_polls_until_data_or_max_wait() {
     );
     assert_eq!(p.high_watermark, 1);
 }
+
+#[test]
+fn one_create_topics_request_creates_a_bounded_number_of_partitions() {
+    let silt = Silt::start();
+    let topic = |n: &str, partitions: i32| {
+        CreatableTopic::default()
+            .with_name(name(n))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+    };
+    // validate_only runs the same checks without opening anything.
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_validate_only(true)
+        .with_topics(vec![
+            topic("wide-1", 60_000),
+            topic("wide-2", 60_000),
+            topic("narrow", 3),
+        ]);
+    let response = raw::call(&silt.bootstrap(), 7, &request).unwrap();
+    let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, vec![0, ResponseError::InvalidPartitions.code(), 0]);
+    let message = response.topics[1]
+        .error_message
+        .as_deref()
+        .unwrap_or_default();
+    assert!(message.contains("another request"), "{message}");
+}
