@@ -1108,6 +1108,29 @@ impl Coordinator {
     }
 
     /// Drops the offsets of groups that have been empty longer than the retention.
+    /// Forgets groups with no members, no pending joins and no offsets, here or in the store
+    /// (Kafka's Dead groups): JoinGroup creates a group for any id, and without this every id
+    /// ever used stays in memory and in ListGroups. Returns how many were removed.
+    fn remove_dead_groups(&self) -> usize {
+        let dirty = self.flush.lock().expect("flush lock").dirty.clone();
+        let stored = self.revisions.lock().expect("revisions lock").clone();
+        let mut groups = self.groups.lock().expect("groups lock");
+        let before = groups.len();
+        groups.retain(|id, group| {
+            // Someone holding the group (a request in progress) keeps it; the map's lock keeps
+            // anyone from taking it meanwhile.
+            if Arc::strong_count(group) > 1 || dirty.contains(id) || stored.contains_key(id) {
+                return true;
+            }
+            let g = group.lock().expect("group lock");
+            !(g.state == State::Empty
+                && g.members.is_empty()
+                && g.pending.is_empty()
+                && g.offsets.is_empty())
+        });
+        before - groups.len()
+    }
+
     fn expire_offsets(&self, now_ms: i64) -> Vec<String> {
         let retention = self.settings.offsets_retention.as_millis() as i64;
         let mut expired = Vec::new();
@@ -1246,6 +1269,11 @@ async fn clock(coordinator: Weak<Coordinator>) {
         c.tick();
         if last_expiry.elapsed() > Duration::from_secs(60) {
             last_expiry = Instant::now();
+            // Groups emptied in earlier rounds (their stored offsets deleted by now) go first.
+            let removed = c.remove_dead_groups();
+            if removed > 0 {
+                tracing::info!(groups = removed, "removed empty groups");
+            }
             let expired = c.expire_offsets(crate::log::partition::now_ms());
             if !expired.is_empty() {
                 let mut f = c.flush.lock().expect("flush lock");
@@ -1323,6 +1351,44 @@ mod tests {
         assert_eq!(c.expire_offsets(1_000 + 61_000), vec!["g".to_string()]);
         c.flushed("g").await.unwrap();
         assert!(store.get(&group_key("g")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn empty_groups_without_offsets_are_removed() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let c = Coordinator::start(store.clone(), settings()).await.unwrap();
+        let first = join(&c, "idle", "", Duration::from_secs(5)).await.unwrap();
+        let joined = join(&c, "idle", &first.member_id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        c.leave("idle", &[(joined.member_id.clone(), None)])
+            .unwrap();
+        let entry = OffsetEntry {
+            offset: 1,
+            leader_epoch: 0,
+            metadata: None,
+            commit_ms: 1_000,
+        };
+        c.commit("kept", -1, "", None, vec![("t".into(), 0, entry)])
+            .await
+            .unwrap();
+        let ids = |c: &Coordinator| {
+            let mut ids: Vec<String> = c.list().into_iter().map(|g| g.id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&c), vec!["idle".to_string(), "kept".to_string()]);
+        assert_eq!(c.remove_dead_groups(), 1);
+        assert_eq!(
+            ids(&c),
+            vec!["kept".to_string()],
+            "a group with offsets stays"
+        );
+        // Once its offsets expire and the deletion is stored, it goes too.
+        assert_eq!(c.expire_offsets(1_000 + 61_000), vec!["kept".to_string()]);
+        c.flushed("kept").await.unwrap();
+        assert_eq!(c.remove_dead_groups(), 1);
+        assert!(ids(&c).is_empty());
     }
 
     #[tokio::test]
