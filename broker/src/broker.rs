@@ -600,6 +600,15 @@ impl Broker {
         all
     }
 
+    /// A CreateTopics partition count, with -1 meaning the broker's `num_partitions`.
+    pub fn partitions_or_default(&self, partitions: i32) -> i32 {
+        if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        }
+    }
+
     /// Validates and (unless `validate_only`) creates a topic.
     pub async fn create_topic(
         &self,
@@ -610,11 +619,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Arc<Topic>, CreateTopicError> {
         validate_topic_name(name).map_err(CreateTopicError::InvalidName)?;
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
+        let partitions = self.partitions_or_default(partitions);
         if !(1..=100_000).contains(&partitions) {
             return Err(CreateTopicError::InvalidPartitions(format!(
                 "number of partitions must be between 1 and 100000, got {partitions}"
@@ -1121,18 +1126,16 @@ fn open_partition(
 /// A topic deleted while this broker was down leaves such a directory, but so would metadata
 /// that lost records: deleting data because metadata is missing would turn one loss into two.
 /// An operator removes them once the metadata is known good (DeleteTopics removes its own).
-fn report_unknown_logs(logs_dir: &std::path::Path, known: &HashMap<TopicId, Arc<Topic>>) -> usize {
+fn report_unknown_logs(logs_dir: &std::path::Path, known: &HashMap<TopicId, Arc<Topic>>) {
     let Ok(entries) = std::fs::read_dir(logs_dir) else {
-        return 0;
+        return;
     };
-    let mut unknown = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(id) = name.to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else {
             continue;
         };
         if !known.contains_key(&TopicId(id)) {
-            unknown += 1;
             tracing::warn!(
                 topic_id = %id,
                 path = %entry.path().display(),
@@ -1141,7 +1144,6 @@ fn report_unknown_logs(logs_dir: &std::path::Path, known: &HashMap<TopicId, Arc<
             );
         }
     }
-    unknown
 }
 
 #[cfg(test)]

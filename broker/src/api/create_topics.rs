@@ -77,11 +77,7 @@ pub async fn handle(
             partitions = t.assignments.len() as i32;
             replication_factor = t.assignments[0].broker_ids.len() as i16;
         }
-        let wanted = if partitions == -1 {
-            broker.config.num_partitions
-        } else {
-            partitions
-        };
+        let wanted = broker.partitions_or_default(partitions);
         if wanted > 0 && i64::from(wanted) > budget {
             results.push(fail(
                 ResponseError::InvalidPartitions,

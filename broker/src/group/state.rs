@@ -1002,19 +1002,15 @@ impl Coordinator {
                 self.revisions.lock().expect("revisions lock").remove(id);
                 Err(GroupError::NotCoordinator)
             }
-            Err(error @ silt_metadata::Error::TooLarge { .. }) => {
-                crate::metrics::metrics()
-                    .group_offset_writes
-                    .with_label_values(&["error"])
-                    .inc();
-                tracing::warn!(group = %id, %error, "the group's committed offsets are too large to store; the commit is refused");
-                Err(GroupError::OffsetsTooLarge)
-            }
             Err(error) => {
                 crate::metrics::metrics()
                     .group_offset_writes
                     .with_label_values(&["error"])
                     .inc();
+                if matches!(error, silt_metadata::Error::TooLarge { .. }) {
+                    tracing::warn!(group = %id, %error, "the group's committed offsets are too large to store; the commit is refused");
+                    return Err(GroupError::OffsetsTooLarge);
+                }
                 tracing::warn!(group = %id, %error, "writing committed offsets failed");
                 Err(GroupError::CoordinatorNotAvailable)
             }
@@ -1107,7 +1103,6 @@ impl Coordinator {
             .collect()
     }
 
-    /// Drops the offsets of groups that have been empty longer than the retention.
     /// Forgets groups with no members, no pending joins and no offsets, here or in the store
     /// (Kafka's Dead groups): JoinGroup creates a group for any id, and without this every id
     /// ever used stays in memory and in ListGroups. Returns how many were removed.
@@ -1131,6 +1126,7 @@ impl Coordinator {
         before - groups.len()
     }
 
+    /// Drops the offsets of groups that have been empty longer than the retention.
     fn expire_offsets(&self, now_ms: i64) -> Vec<String> {
         let retention = self.settings.offsets_retention.as_millis() as i64;
         let mut expired = Vec::new();

@@ -359,12 +359,8 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // silt patch: a length past the bytes left is an error, not an allocation.
-                if n as usize > buf.remaining() {
-                    bail!("length {} is past the {} bytes left", n as usize, buf.remaining());
-                }
-                let mut strbuf = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // silt patch: checked against the bytes left before anything is allocated.
+                let strbuf = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
             n => {
@@ -515,12 +511,8 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // silt patch: a length past the bytes left is an error, not an allocation.
-                if (n - 1) as usize > buf.remaining() {
-                    bail!("length {} is past the {} bytes left", (n - 1) as usize, buf.remaining());
-                }
-                let mut strbuf = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // silt patch: checked against the bytes left before anything is allocated.
+                let strbuf = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
         }
@@ -663,12 +655,8 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // silt patch: a length past the bytes left is an error, not an allocation.
-                if n as usize > buf.remaining() {
-                    bail!("length {} is past the {} bytes left", n as usize, buf.remaining());
-                }
-                let mut data = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut data)?;
+                // silt patch: checked against the bytes left before anything is allocated.
+                let data = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(data))
             }
             n => {
@@ -816,12 +804,8 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // silt patch: a length past the bytes left is an error, not an allocation.
-                if (n - 1) as usize > buf.remaining() {
-                    bail!("length {} is past the {} bytes left", (n - 1) as usize, buf.remaining());
-                }
-                let mut data = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut data)?;
+                // silt patch: checked against the bytes left before anything is allocated.
+                let data = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(data))
             }
         }
