@@ -896,11 +896,15 @@ impl Coordinator {
                 }
             } else {
                 check_member(&g, member_id, instance_id)?;
-                if g.state == State::PreparingRebalance {
-                    return Err(GroupError::RebalanceInProgress);
-                }
+                // Kafka's classic groups: a member of the current generation may commit while
+                // the group prepares a rebalance (it is still consuming what it owns, and its
+                // progress must not be lost to the next owner); only while the new generation's
+                // assignment is being handed out is the answer REBALANCE_IN_PROGRESS.
                 if generation != g.generation {
                     return Err(GroupError::IllegalGeneration);
+                }
+                if g.state == State::CompletingRebalance {
+                    return Err(GroupError::RebalanceInProgress);
                 }
                 g.members
                     .get_mut(member_id)
@@ -1506,6 +1510,79 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_commit_while_a_rebalance_is_prepared_but_not_while_it_completes() {
+        let store: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::in_memory());
+        let c = Arc::new(Coordinator::start(store, settings()).await.unwrap());
+        let entry = |offset| OffsetEntry {
+            offset,
+            leader_epoch: 0,
+            metadata: None,
+            commit_ms: 1_000,
+        };
+        let a = join_static(&c, "r", "a").await.unwrap();
+        c.sync(
+            "r",
+            a.generation,
+            &a.member_id,
+            Some("a"),
+            vec![(a.member_id.clone(), Bytes::from_static(b"A"))],
+        )
+        .await
+        .unwrap();
+        // A second member arrives: the group prepares a rebalance and waits for `a` to rejoin.
+        let joining = {
+            let c = c.clone();
+            tokio::spawn(async move { join_static(&c, "r", "b").await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.describe("r").map(|d| d.state) != Some("PreparingRebalance") {
+            assert!(
+                Instant::now() < deadline,
+                "the group never started a rebalance"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // `a` still owns what it was assigned: its progress is kept, as Kafka keeps it.
+        c.commit(
+            "r",
+            a.generation,
+            &a.member_id,
+            Some("a"),
+            vec![("t".into(), 0, entry(5))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.offsets("r").unwrap().get("t", 0), Some(&entry(5)));
+        // `a` rejoins; the new generation is being handed out until the leader syncs.
+        let again = join_static(&c, "r", "a").await.unwrap();
+        let b = joining.await.unwrap().unwrap();
+        assert_eq!(again.generation, b.generation);
+        assert_eq!(
+            c.commit(
+                "r",
+                again.generation,
+                &again.member_id,
+                Some("a"),
+                vec![("t".into(), 0, entry(6))]
+            )
+            .await,
+            Err(GroupError::RebalanceInProgress)
+        );
+        assert_eq!(
+            c.commit(
+                "r",
+                a.generation,
+                &again.member_id,
+                Some("a"),
+                vec![("t".into(), 0, entry(6))]
+            )
+            .await,
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(c.offsets("r").unwrap().get("t", 0), Some(&entry(5)));
     }
 
     #[tokio::test]
