@@ -217,19 +217,16 @@ impl Broker {
         }
         report_unknown_logs(&logs_dir, &by_id);
 
-        // 2. The WAL holds what segments may have lost; replay it over them. (In a cluster,
-        // data never recorded in the bucket is not kept across a restart: another broker may
-        // have led the partition meanwhile. Takeover rebuilds each partition from the bucket.)
+        // 2. The WAL holds what segments may have lost; replay it over them. (In a cluster, only
+        // batches that fit the partition's epoch history: the WAL may still hold batches of a
+        // term this broker lost, and another leader may have reused their offsets. Takeover
+        // then rebuilds each partition from the bucket, keeping this broker's own unrecorded
+        // data only if no term began after it.)
         let wal_dir = config.data_dir.join("wal");
         let mut storage = FileWalStorage::open(&wal_dir)
             .with_context(|| format!("open WAL in {}", wal_dir.display()))?;
-        let mut replayed = 0usize;
-        let replay_files = if clustered {
-            Vec::new()
-        } else {
-            storage.files().context("list WAL files")?
-        };
-        for seq in replay_files {
+        let (mut replayed, mut unfit) = (0usize, 0usize);
+        for seq in storage.files().context("list WAL files")? {
             let bytes = storage.read(seq).context("read WAL")?;
             let (records, intact) = decode_file(&bytes);
             if intact < bytes.len() {
@@ -248,6 +245,10 @@ impl Broker {
                     continue;
                 };
                 if let Some(p) = topic.partition(record.partition) {
+                    if clustered && !p.fits_history(&record.batch) {
+                        unfit += 1;
+                        continue;
+                    }
                     if p.replay(&record.batch).with_context(|| {
                         format!("replay WAL file {seq} into {}-{}", p.topic, p.index)
                     })? {
@@ -256,8 +257,12 @@ impl Broker {
                 }
             }
         }
-        if replayed > 0 {
-            tracing::info!(batches = replayed, "replayed WAL into segments");
+        if replayed > 0 || unfit > 0 {
+            tracing::info!(
+                batches = replayed,
+                skipped = unfit,
+                "replayed WAL into segments (skipped: batches of terms another leader followed)"
+            );
         }
         // The bucket may hold what the local disk lost (or never had): the manifest and the
         // recorded tail. Local data past the recorded end is uploaded again.
@@ -270,7 +275,13 @@ impl Broker {
             for topic in topics.values() {
                 for p in &topic.partitions {
                     let (from, to) = tier
-                        .recover(p, &p.record(), &commits, true, &Default::default())
+                        .recover(
+                            p,
+                            &p.record(),
+                            &commits,
+                            crate::tier::LocalLog::Keep,
+                            &Default::default(),
+                        )
                         .await
                         .with_context(|| {
                             format!("recover {}-{} from the bucket", p.topic, p.index)
@@ -286,12 +297,12 @@ impl Broker {
                     })?;
                 }
             }
-            // Make every segment durable (reopened ones too: their tails may still be only in
-            // the page cache of a process that was killed), then start a fresh WAL file.
-            for topic in topics.values() {
-                for p in &topic.partitions {
-                    p.sync()?;
-                }
+        }
+        // Make every segment durable (reopened ones too: their tails may still be only in the
+        // page cache of a process that was killed), then start a fresh WAL file.
+        for topic in topics.values() {
+            for p in &topic.partitions {
+                p.sync()?;
             }
         }
         let fresh = storage.rotate().context("rotate WAL")?;

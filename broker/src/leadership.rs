@@ -13,8 +13,12 @@
 //! transaction as the record, so no commit of the loser lands after this broker reads them):
 //! drop the local log, rebuild it from the manifest and the recorded tail, load the producer
 //! state, then begin the leader epoch at the recorded end with a conditional write of the
-//! record, and serve. Local data past the recorded end is never kept: it may belong to an older
-//! term whose offsets another leader has reused.
+//! record, and serve. Local data past the recorded end is kept only if all of it was written in
+//! the partition's last begun epoch (so by this broker, and no term began after it: a restart
+//! on the same disk); it is recorded, in that epoch, before the new term begins. Any other
+//! local data past the recorded end is dropped (a warning and
+//! `silt_tiering_unrecorded_offsets_dropped_total`): it may belong to an older term whose offsets
+//! another leader has reused.
 //!
 //! Consumer groups are placed by rendezvous hashing of the group id over the live brokers;
 //! the coordinator loads a group's committed offsets from the store when it gains the group and
@@ -338,10 +342,21 @@ async fn take_over(
     prefetched: &crate::tier::Prefetched,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (recorded_end, _) = broker
+    let local = crate::tier::LocalLog::Rebuild { wal: &broker.wal };
+    let (mut recorded_end, kept_end) = broker
         .tier
-        .recover(p, &v.record, commits, false, prefetched)
+        .recover(p, &v.record, commits, local, prefetched)
         .await?;
+    if kept_end > recorded_end {
+        // This broker's own data of the last epoch, never recorded (acks=0/1, or a `local`
+        // topic, before a restart): recorded now, in that epoch, so the term below begins at
+        // the recorded end like every term.
+        if !broker.tier.record_now(p, recorded_end, kept_end).await? {
+            tracing::info!(topic = %p.topic, partition = p.index, "the partition moved while its unrecorded data was being recorded; trying again");
+            return Ok(());
+        }
+        recorded_end = kept_end;
+    }
     p.load_producers()?;
     let next = v.record.begin_term(broker.node_id, Offset(recorded_end));
     match broker

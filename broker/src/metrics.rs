@@ -31,6 +31,7 @@ pub struct Metrics {
     pub cache_hits: prometheus::IntCounter,
     pub cache_misses: prometheus::IntCounter,
     pub wal_objects: prometheus::IntCounter,
+    pub unrecorded_offsets_dropped: prometheus::IntCounter,
     pub segments_uploaded: prometheus::IntCounter,
     pub tls_handshake_failures: prometheus::IntCounter,
     pub authentications: IntCounterVec,
@@ -170,6 +171,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "silt_tiering_wal_objects_total",
             "WAL objects uploaded and recorded",
         )?,
+        unrecorded_offsets_dropped: prometheus::IntCounter::new(
+            "silt_tiering_unrecorded_offsets_dropped_total",
+            "Offsets of local data never recorded in the bucket that a takeover dropped (another term may have written them)",
+        )?,
         segments_uploaded: prometheus::IntCounter::new(
             "silt_tiering_segments_uploaded_total",
             "Segment objects uploaded and added to a manifest",
@@ -189,6 +194,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.cache_misses.clone()))?;
     m.registry.register(Box::new(m.wal_objects.clone()))?;
     m.registry.register(Box::new(m.segments_uploaded.clone()))?;
+    m.registry
+        .register(Box::new(m.unrecorded_offsets_dropped.clone()))?;
     m.registry.register(Box::new(m.request_duration.clone()))?;
     m.registry.register(Box::new(m.requests.clone()))?;
     m.registry.register(Box::new(m.connections.clone()))?;

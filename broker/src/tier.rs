@@ -239,9 +239,68 @@ impl Prefetched {
     }
 }
 
+/// What [`Tier::recover`] does with the local log.
+#[derive(Clone, Copy)]
+pub enum LocalLog<'a> {
+    /// One node: nobody else writes, so the local log is kept where it joins the bucket.
+    Keep,
+    /// A takeover: rebuilt from the bucket; this broker's own unrecorded data of the last epoch
+    /// is kept (written to `wal` first).
+    Rebuild { wal: &'a crate::log::wal::Wal },
+}
+
+/// The local batches of `p` past `recorded_end` a takeover may keep: all of them, if every one
+/// was written in the partition's last begun epoch and they follow the recorded end without a
+/// gap; otherwise none (dropped with a warning and a metric). Only an epoch's leader writes
+/// batches of that epoch, and batches past the recorded end did not come from the bucket: they
+/// are this broker's own, and no term began after them, so nobody else wrote those offsets.
+fn own_unrecorded(
+    p: &Partition,
+    record: &PartitionRecord,
+    recorded_end: i64,
+) -> Result<Vec<(crate::log::batch::BatchHeader, Vec<u8>)>, PartitionError> {
+    let local_end = p.log_end();
+    if local_end <= recorded_end {
+        return Ok(Vec::new());
+    }
+    let batches = p.read_local_range(recorded_end, local_end)?;
+    let last = record.epoch_history.last();
+    let kept = last.is_some_and(|last| {
+        last.start_offset.0 <= recorded_end
+            && batches
+                .first()
+                .is_some_and(|(h, _)| h.base_offset == recorded_end)
+            && batches
+                .iter()
+                .all(|(h, _)| h.partition_leader_epoch == last.epoch.0)
+    });
+    if kept {
+        return Ok(batches);
+    }
+    let epochs: std::collections::BTreeSet<i32> = batches
+        .iter()
+        .map(|(h, _)| h.partition_leader_epoch)
+        .collect();
+    tracing::warn!(
+        topic = %p.topic,
+        partition = p.index,
+        from = recorded_end,
+        to = local_end,
+        ?epochs,
+        last_epoch = last.map(|e| e.epoch.0),
+        "dropping local data the bucket never recorded: it is not all of the last epoch begun, or it does not follow the recorded end (another term may have written those offsets)"
+    );
+    crate::metrics::metrics()
+        .unrecorded_offsets_dropped
+        .inc_by((local_end - recorded_end) as u64);
+    Ok(Vec::new())
+}
+
 /// Attempts at one WAL object's commit before a broker in a cluster gives its partitions up
 /// (with the 2 s backoff cap, about two minutes).
 const COMMIT_ATTEMPTS: u32 = 64;
+/// Attempts at the commit of data a takeover keeps (the takeover itself is retried after).
+const RECORD_NOW_ATTEMPTS: u32 = 8;
 
 pub struct Tier {
     pub store: Arc<dyn ObjectStore>,
@@ -250,6 +309,8 @@ pub struct Tier {
     catalog: Catalog,
     node: NodeId,
     generation: u64,
+    /// The sequence of this generation's last WAL object (the uploader's and takeovers').
+    wal_seq: AtomicU64,
     assignment: AtomicU64,
     settings: TieringSettings,
     /// Bumped whenever some partition's recorded prefix moved (wakes acks=all and fetches).
@@ -307,6 +368,7 @@ impl Tier {
             catalog,
             node,
             generation,
+            wal_seq: AtomicU64::new(0),
             assignment: AtomicU64::new(assignment),
             settings,
             recorded: watch::channel(0).0,
@@ -414,15 +476,16 @@ impl Tier {
     }
 
     /// Rebuilds what the local disk lacks from the bucket and returns the range of local data
-    /// never recorded, which the caller re-queues (`from..to`). Without `keep_local` the local
-    /// log is dropped first and rebuilt from the manifest and the recorded tail alone (a
-    /// takeover: local data may come from an older term that another leader overwrote).
+    /// never recorded (`from..to`), which the caller re-queues or records. With
+    /// [`LocalLog::Rebuild`] the local log is dropped and rebuilt from the manifest and the
+    /// recorded tail (a takeover: local data may come from an older term that another leader
+    /// overwrote), keeping only this broker's own unrecorded data of the last epoch.
     pub async fn recover(
         &self,
         p: &Arc<Partition>,
         record: &PartitionRecord,
         commits: &[(String, CommitRecord)],
-        keep_local: bool,
+        local: LocalLog<'_>,
         prefetched: &Prefetched,
     ) -> anyhow::Result<(i64, i64)> {
         let mut manifest = match &record.manifest {
@@ -438,9 +501,6 @@ impl Tier {
         };
         manifest.log_start = manifest.log_start.max(record.log_start);
         let archived_end = manifest.end().0;
-        if !keep_local {
-            p.reset_local(archived_end)?;
-        }
         let mut tail: Vec<(&str, &WalExtent)> = commits
             .iter()
             .flat_map(|(_, c)| c.extents.iter().map(move |e| (c.object.as_str(), e)))
@@ -467,6 +527,31 @@ impl Tier {
                 break;
             }
             recorded_end = recorded_end.max(e.end().0);
+        }
+        let mut own = Vec::new();
+        if let LocalLog::Rebuild { wal } = local {
+            own = own_unrecorded(p, record, recorded_end)?;
+            // Durable in this run's WAL before the local log goes: a crash during the rebuild
+            // finds them there (and replays them, as they fit the epoch history).
+            let mut last = None;
+            for (h, bytes) in &own {
+                last = Some(
+                    wal.append(
+                        &p.topic_id.0,
+                        p.index,
+                        bytes,
+                        p.clone(),
+                        h.last_offset() + 1,
+                    )
+                    .map_err(|f| anyhow::anyhow!("the WAL refuses writes: {}", f.0))?,
+                );
+            }
+            if let Some(seq) = last {
+                wal.wait_synced(seq)
+                    .await
+                    .map_err(|f| anyhow::anyhow!("the WAL refuses writes: {}", f.0))?;
+            }
+            p.reset_local(archived_end)?;
         }
         let local_end = p.log_end();
         // The local log must join the archived segments without a gap.
@@ -527,6 +612,12 @@ impl Tier {
                 p.log_end()
             );
         }
+        for (_, bytes) in &own {
+            p.replay(bytes)?;
+        }
+        if !own.is_empty() {
+            tracing::info!(topic = %p.topic, partition = p.index, from = recorded_end, to = p.log_end(), batches = own.len(), "kept this broker's own unrecorded data of the partition's last epoch");
+        }
         p.set_manifest(manifest);
         p.init_recorded(recorded_end);
         p.note_tail_extents(
@@ -558,12 +649,107 @@ impl Tier {
         Ok(batches.len())
     }
 
+    /// Records local batches `from..to` of `p` now, as one WAL object of their own and a
+    /// commit record conditional on this broker's assignment version, in the epoch they were
+    /// written in. For a takeover that keeps this broker's own unrecorded data (it led the
+    /// partition's last epoch and nobody began one since): the data is recorded before the
+    /// new term begins, so every term still begins at the recorded end. `Ok(false)`: fenced
+    /// (the partition moved meanwhile); nothing was recorded.
+    pub async fn record_now(&self, p: &Arc<Partition>, from: i64, to: i64) -> anyhow::Result<bool> {
+        let batches = p.read_local_range(from, to)?;
+        let mut builder = WalObjectBuilder::default();
+        for (h, bytes) in &batches {
+            builder.push(
+                p.topic_id,
+                p.index,
+                h.partition_leader_epoch,
+                h.base_offset,
+                h.last_offset(),
+                bytes,
+            );
+        }
+        if builder.is_empty() {
+            return Ok(true);
+        }
+        let (bytes, extents) = builder.finish();
+        let seq = self.wal_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        // In flight: the garbage collector leaves the object alone until it is committed.
+        self.uploads
+            .in_flight
+            .lock()
+            .expect("upload queue lock")
+            .insert(seq, Instant::now());
+        let result = self.commit_own_object(seq, bytes, extents).await;
+        self.uploads
+            .in_flight
+            .lock()
+            .expect("upload queue lock")
+            .remove(&seq);
+        let Some(record) = result? else {
+            return Ok(false);
+        };
+        for e in &record.extents {
+            p.mark_recorded(e.first.0, e.end().0);
+        }
+        crate::metrics::metrics().wal_objects.inc();
+        self.recorded.send_modify(|v| *v += 1);
+        Ok(true)
+    }
+
+    /// Uploads WAL object `seq` and writes its commit record (retrying an unknown outcome a
+    /// bounded number of times); `None` when the commit was fenced.
+    async fn commit_own_object(
+        &self,
+        seq: u64,
+        bytes: Bytes,
+        extents: Vec<WalExtent>,
+    ) -> anyhow::Result<Option<CommitRecord>> {
+        let key = layout::wal_object_key(self.node, self.generation, seq);
+        store::upload_with_retry(self.store.as_ref(), &key, bytes, usize::MAX, &self.cancel)
+            .await
+            .with_context(|| format!("upload {key}"))?;
+        let commit_key = Catalog::commit_key(self.node, self.generation, seq);
+        let record = CommitRecord {
+            object: key.to_string(),
+            extents,
+        };
+        let assignment = self.assignment.load(Ordering::Acquire);
+        let mut backoff = Duration::from_millis(20);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self
+                .catalog
+                .commit_wal_object(self.node, assignment, &commit_key, &record)
+                .await
+            {
+                Ok(()) => return Ok(Some(record)),
+                Err(silt_metadata::Error::Fenced { reason, .. }) => {
+                    tracing::info!(%commit_key, %reason, "commit of kept unrecorded data fenced");
+                    return Ok(None);
+                }
+                Err(error) => error,
+            };
+            // The outcome is unknown until the record is read back.
+            match self.catalog.commit_record(&commit_key).await {
+                Ok(Some(_)) => return Ok(Some(record)),
+                _ if attempt >= RECORD_NOW_ATTEMPTS => {
+                    return Err(error).with_context(|| format!("commit {commit_key}"))
+                }
+                _ => {
+                    tracing::warn!(%commit_key, %error, attempt, "commit of kept unrecorded data failed; retrying")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
     /// Cuts and uploads WAL objects until cancelled.
     pub async fn run_uploader(self: Arc<Self>) {
         let slots = Arc::new(Semaphore::new(self.settings.upload_concurrency.max(1)));
         let max_delay = Duration::from_millis(self.settings.wal_max_delay_ms);
         let acks_delay = Duration::from_millis(self.settings.wal_acks_all_delay_ms).min(max_delay);
-        let mut seq = 0u64;
         loop {
             // Wait until an object is due: by size, by age, or sooner for acks=all.
             loop {
@@ -597,7 +783,7 @@ impl Tier {
             let Some(buffered) = self.uploads.take() else {
                 continue;
             };
-            seq += 1;
+            let seq = self.wal_seq.fetch_add(1, Ordering::AcqRel) + 1;
             let first_at = buffered.first_at.unwrap_or_else(Instant::now);
             self.uploads
                 .in_flight
@@ -1220,6 +1406,112 @@ where
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+
+    /// A partition on a temporary disk with `batches` batches of 10 records written in epoch 4.
+    async fn written(dir: &std::path::Path, batches: usize) -> Arc<Partition> {
+        use crate::log::batch::{tests::encode, validate_record_set};
+        use crate::log::wal::{MemoryWalStorage, Wal};
+        let record = PartitionRecord {
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(4),
+            epoch_history: vec![silt_metadata::catalog::EpochEntry {
+                epoch: LeaderEpoch(4),
+                start_offset: Offset(0),
+            }],
+            manifest: None,
+            manifest_end: Offset(0),
+            log_start: Offset(0),
+        };
+        let defaults = crate::config::LogDefaults::default();
+        let config = Arc::new(crate::topic_config::TopicConfig::resolve(
+            &defaults,
+            &[("silt.durability".to_string(), "local".to_string())]
+                .into_iter()
+                .collect(),
+        ));
+        let p = Arc::new(
+            Partition::open(dir, "t", TopicId::random(), 0, record, config, None).unwrap(),
+        );
+        let wal = Wal::start(Box::new(MemoryWalStorage::default()), None);
+        for _ in 0..batches {
+            let mut bytes = encode(10, kafka_protocol::records::Compression::None);
+            let parsed = validate_record_set(&bytes, &crate::log::batch::tests::LIMITS).unwrap();
+            let appended = p.append(&mut bytes, &parsed, &wal).unwrap();
+            wal.wait_synced(appended.wal_seq).await.unwrap();
+        }
+        p
+    }
+
+    fn history(entries: &[(i32, i64)]) -> PartitionRecord {
+        PartitionRecord {
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(entries.last().unwrap().0),
+            epoch_history: entries
+                .iter()
+                .map(|&(epoch, start)| silt_metadata::catalog::EpochEntry {
+                    epoch: LeaderEpoch(epoch),
+                    start_offset: Offset(start),
+                })
+                .collect(),
+            manifest: None,
+            manifest_end: Offset(0),
+            log_start: Offset(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_takeover_keeps_unrecorded_data_only_of_the_last_epoch_begun() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = written(dir.path(), 3).await;
+        let kept = |record: &PartitionRecord, recorded_end| {
+            own_unrecorded(&p, record, recorded_end)
+                .unwrap()
+                .iter()
+                .map(|(h, _)| h.base_offset)
+                .collect::<Vec<_>>()
+        };
+        let dropped = crate::metrics::metrics().unrecorded_offsets_dropped.get();
+        // Epoch 4 is still the last begun: its batches past the recorded end are this broker's.
+        assert_eq!(kept(&history(&[(4, 0)]), 10), vec![10, 20]);
+        // A later epoch began at 10 (another leader may have written 10..): nothing is kept.
+        assert!(kept(&history(&[(4, 0), (5, 10)]), 10).is_empty());
+        // Nor when the epoch begun last starts past the recorded end, or the data does not
+        // start at the recorded end.
+        assert!(kept(&history(&[(4, 0), (5, 20)]), 10).is_empty());
+        assert!(kept(&history(&[(4, 0)]), 15).is_empty());
+        assert_eq!(
+            crate::metrics::metrics().unrecorded_offsets_dropped.get() - dropped,
+            20 + 20 + 15
+        );
+        // Everything recorded: nothing to keep, nothing dropped.
+        assert!(kept(&history(&[(4, 0), (5, 30)]), 30).is_empty());
+    }
+
+    #[tokio::test]
+    async fn wal_batches_replay_in_a_cluster_only_where_they_fit_the_epoch_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = written(dir.path(), 2).await;
+        let batch = |epoch: i32, base: i64| {
+            let mut bytes =
+                crate::log::batch::tests::encode(10, kafka_protocol::records::Compression::None);
+            bytes[0..8].copy_from_slice(&base.to_be_bytes());
+            bytes[12..16].copy_from_slice(&epoch.to_be_bytes());
+            bytes
+        };
+        p.set_record(history(&[(4, 0)]));
+        assert!(
+            p.fits_history(&batch(4, 20)),
+            "continues the log in its epoch"
+        );
+        assert!(p.fits_history(&batch(4, 10)), "already in the log");
+        assert!(!p.fits_history(&batch(4, 30)), "a gap");
+        p.set_record(history(&[(4, 0), (6, 20)]));
+        assert!(
+            !p.fits_history(&batch(4, 20)),
+            "epoch 6 began at 20: a batch of epoch 4 there is of a term that lost"
+        );
+        assert!(p.fits_history(&batch(6, 20)));
+    }
 
     fn extent(topic: TopicId, partition: i32, first: i64, start: u64, len: u64) -> WalExtent {
         WalExtent {

@@ -832,6 +832,17 @@ impl Partition {
         }
     }
 
+    /// Whether a WAL batch may be replayed on a broker in a cluster: it continues the local log
+    /// (or is already in it) and was written in the epoch the partition's history gives its
+    /// offsets. A batch of a term another leader followed fails that.
+    pub fn fits_history(&self, batch: &[u8]) -> bool {
+        let log = self.lock();
+        BatchHeader::parse(batch).is_some_and(|h| {
+            (h.last_offset() < log.log_end || h.base_offset == log.log_end)
+                && Self::epoch_for_offset(&log.record, h.base_offset) == h.partition_leader_epoch
+        })
+    }
+
     /// Replays one WAL batch at startup: appended if it starts at the log end, skipped if the
     /// log already holds it.
     pub fn replay(&self, batch: &[u8]) -> Result<bool, PartitionError> {

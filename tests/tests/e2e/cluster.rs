@@ -74,6 +74,46 @@ async fn a_broker_on_etcd_survives_losing_its_whole_data_directory() {
     check_keyed(&got, partitions, n + 30);
 }
 
+/// kill -9 of a broker on etcd with acknowledged data not yet in the bucket (acks=1, and
+/// acks=all on a `silt.durability=local` topic; uploads held back by a long WAL-object delay):
+/// it comes back on the same disk, still leads the partitions' last epoch (nobody else took
+/// them over while it was away), and records its own data before serving, so nothing
+/// acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_on_etcd_keeps_its_unrecorded_data_across_kill_9() {
+    let etcd = EtcdServer::start();
+    let s3 = S3Server::start();
+    let url = etcd.url("unrecorded");
+    let all = env(&s3, &url, &[("SILT_TIERING__WAL_MAX_DELAY_MS", "600000")]);
+    let mut silt = start(&all).expect("start");
+    let b = silt.bootstrap();
+    let (partitions, n) = (3, 600);
+    create_topic(&b, "acks1", partitions, &[]).await;
+    create_topic(&b, "local", partitions, &[("silt.durability", "local")]).await;
+    produce_keyed(&b, "acks1", partitions, 0..n, &[("acks", "1")]).await;
+    produce_keyed(&b, "local", partitions, 0..n, &[("acks", "all")]).await;
+    // The premise: none of it is in the bucket yet.
+    let wal_objects = || {
+        s3.list("cluster")
+            .into_iter()
+            .filter(|k| k.ends_with(".wal"))
+            .count()
+    };
+    assert_eq!(wal_objects(), 0, "{:?}", s3.list("cluster"));
+    silt.kill9();
+    silt.restart();
+    let b = silt.bootstrap();
+    for topic in ["acks1", "local"] {
+        let got = consume_all(&b, topic, partitions, n, Duration::from_secs(60));
+        check_keyed(&got, partitions, n);
+    }
+    assert!(wal_objects() > 0, "recorded at the takeover");
+    // The terms that follow continue the log.
+    produce_keyed(&b, "acks1", partitions, n..n + 30, &[("acks", "all")]).await;
+    let got = consume_all(&b, "acks1", partitions, n + 30, Duration::from_secs(60));
+    check_keyed(&got, partitions, n + 30);
+}
+
 /// A second broker with a live broker's node id is refused; one with another id joins the
 /// cluster. When the first stops cleanly (SIGTERM: flush to the bucket, revoke the lease), the
 /// second takes its partitions over from the bucket, with its own disk, and serves everything

@@ -236,6 +236,7 @@ async fn metrics_count_what_was_produced_and_consumed() {
             "silt_tiering_object_store_request_duration_seconds",
             "silt_tiering_object_store_requests_total",
             "silt_tiering_segments_uploaded_total",
+            "silt_tiering_unrecorded_offsets_dropped_total",
             "silt_tiering_upload_lag_bytes",
             "silt_tiering_upload_lag_seconds",
             "silt_tiering_wal_objects_total",
