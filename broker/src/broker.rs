@@ -918,8 +918,9 @@ impl Broker {
     }
 
     /// Runs the uploader, the archiver and checkpoints until cancelled.
-    pub async fn run_background(self: Arc<Self>, cancel: CancellationToken) {
-        let uploader = tokio::spawn(self.tier.clone().run_uploader());
+    /// Returns why the broker stopped itself, if it did (a failed WAL in a cluster).
+    pub async fn run_background(self: Arc<Self>, cancel: CancellationToken) -> Option<String> {
+        let uploader = tokio::spawn(self.tier.clone().run_uploader(self.wal.clone()));
         // Membership outlives `cancel`: the lease is kept through the final flush and revoked
         // when the broker has stopped.
         let membership_stop = CancellationToken::new();
@@ -937,9 +938,23 @@ impl Broker {
             Duration::from_millis(self.config.wal.checkpoint_interval_ms.max(100));
         let mut checkpoint_tick = tokio::time::interval(Duration::from_millis(200));
         let mut last_checkpoint = tokio::time::Instant::now();
+        let mut wal_failed = self.wal.subscribe_failed();
+        let mut fatal = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                changed = wal_failed.changed(), if fatal.is_none() => {
+                    let reason = match (changed, wal_failed.borrow().clone()) {
+                        (Ok(()), Some(failed)) => failed.0,
+                        (Ok(()), None) => continue,
+                        (Err(_), _) => "the WAL writer stopped".to_string(),
+                    };
+                    // (It fails once: the watch does not change again.)
+                    fatal = self.clone().wal_failed(&reason).await;
+                    if fatal.is_some() {
+                        cancel.cancel();
+                    }
+                }
                 _ = checkpoint_tick.tick() => {
                     let due = last_checkpoint.elapsed() >= checkpoint_every
                         || self.wal.bytes_since_rotate() >= self.config.wal.checkpoint_bytes;
@@ -969,6 +984,50 @@ impl Broker {
         let _ = uploader.await;
         membership_stop.cancel();
         let _ = membership.await;
+        fatal
+    }
+
+    /// The WAL refuses writes (a full or failing disk). Every partition's local log is cut back
+    /// to what the WAL made durable, so no refused batch is ever visible, uploaded or re-queued
+    /// after a restart. In a cluster the broker then steps down from everything and stops
+    /// (returns why), so that the others take its partitions over from the bucket, as Kafka
+    /// stops a broker whose log directory failed; on one node it keeps serving reads while
+    /// writes get KAFKA_STORAGE_ERROR and `/readyz` reports not ready, until it is restarted.
+    async fn wal_failed(self: Arc<Self>, reason: &str) -> Option<String> {
+        tracing::error!(%reason, "the WAL failed: refusing writes and cutting every local log back to what the WAL made durable");
+        let broker = self.clone();
+        let cut = tokio::task::spawn_blocking(move || {
+            let mut cut = 0;
+            for p in broker.all_partitions() {
+                match p.discard_unsynced() {
+                    Ok(n) => cut += n,
+                    Err(error) => {
+                        // The refused data may still be in the segment: never serve it.
+                        tracing::error!(topic = %p.topic, partition = p.index, %error, "cutting refused batches failed; the partition stops serving");
+                        p.set_leading(false);
+                    }
+                }
+            }
+            cut
+        })
+        .await
+        .unwrap_or(0);
+        if cut > 0 {
+            tracing::warn!(
+                offsets = cut,
+                "cut batches the WAL never made durable (none was acknowledged)"
+            );
+        }
+        if !self.clustered() {
+            return None;
+        }
+        for p in self.all_partitions() {
+            p.set_leading(false);
+        }
+        self.tier.notify_recorded();
+        Some(format!(
+            "the WAL failed ({reason}); stopped so that other brokers take the partitions over"
+        ))
     }
 
     /// Archiving (segment uploads, retention, local eviction) and garbage collection, one

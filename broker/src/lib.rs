@@ -125,8 +125,9 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
         ))
     });
     ready.set_check({
-        let membership = broker.membership.clone();
-        move || membership.healthy()
+        let (membership, wal) = (broker.membership.clone(), broker.wal.clone());
+        // Not ready while the lease is not renewed or the WAL refuses writes.
+        move || membership.healthy() && wal.failed().is_none()
     });
     ready.set(true);
     tracing::info!(
@@ -152,14 +153,19 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
             let _ = k.await;
         }
         // Flushes the WAL to the bucket; the lease is kept until then and revoked after.
-        let _ = background.await;
+        let fatal = background.await.ok().flatten();
         broker.shutdown().await;
         if let Some(push) = metrics_push {
             let _ = push.await;
         }
         let _ = admin_task.await;
+        fatal
     };
-    if tokio::time::timeout(deadline, stopping).await.is_err() {
+    let stopped = tokio::time::timeout(deadline, stopping).await;
+    if let Ok(Some(reason)) = stopped {
+        anyhow::bail!("{reason}");
+    }
+    if stopped.is_err() {
         tracing::warn!(
             shutdown_timeout_ms = config.shutdown_timeout_ms,
             "graceful shutdown did not finish in time; data not yet in the bucket stays in the local WAL and is replayed at the next start"

@@ -41,6 +41,8 @@ struct Buffered {
     builder: WalObjectBuilder,
     partitions: HashMap<(TopicId, i32), Arc<Partition>>,
     first_at: Option<Instant>,
+    /// The WAL append the newest batch was: nothing is committed before the WAL made it durable.
+    wal_seq: u64,
 }
 
 /// Appends waiting for upload, and the bound on data not yet recorded.
@@ -67,9 +69,19 @@ impl UploadQueue {
         })
     }
 
-    /// Buffers one stamped batch of `p` covering `first..=last`. Called under `p`'s lock.
-    pub fn push(&self, p: &Arc<Partition>, epoch: i32, first: i64, last: i64, batch: &[u8]) {
+    /// Buffers one stamped batch of `p` covering `first..=last`, WAL append `wal_seq` (0: from a
+    /// durable copy already). Called under `p`'s lock.
+    pub fn push(
+        &self,
+        p: &Arc<Partition>,
+        epoch: i32,
+        first: i64,
+        last: i64,
+        batch: &[u8],
+        wal_seq: u64,
+    ) {
         let mut b = self.buffered.lock().expect("upload queue lock");
+        b.wal_seq = b.wal_seq.max(wal_seq);
         b.builder
             .push(p.topic_id, p.index, epoch, first, last, batch);
         b.partitions
@@ -641,6 +653,7 @@ impl Tier {
                 h.base_offset,
                 h.last_offset(),
                 bytes,
+                0,
             );
         }
         if !batches.is_empty() {
@@ -746,7 +759,7 @@ impl Tier {
     }
 
     /// Cuts and uploads WAL objects until cancelled.
-    pub async fn run_uploader(self: Arc<Self>) {
+    pub async fn run_uploader(self: Arc<Self>, wal: Arc<crate::log::wal::Wal>) {
         let slots = Arc::new(Semaphore::new(self.settings.upload_concurrency.max(1)));
         let max_delay = Duration::from_millis(self.settings.wal_max_delay_ms);
         let acks_delay = Duration::from_millis(self.settings.wal_acks_all_delay_ms).min(max_delay);
@@ -790,9 +803,9 @@ impl Tier {
                 .lock()
                 .expect("upload queue lock")
                 .insert(seq, first_at);
-            let this = self.clone();
+            let (this, wal) = (self.clone(), wal.clone());
             tokio::spawn(async move {
-                this.upload_wal_object(seq, buffered).await;
+                this.upload_wal_object(seq, buffered, &wal).await;
                 this.uploads
                     .in_flight
                     .lock()
@@ -803,7 +816,7 @@ impl Tier {
         }
     }
 
-    async fn upload_wal_object(&self, seq: u64, buffered: Buffered) {
+    async fn upload_wal_object(&self, seq: u64, buffered: Buffered, wal: &crate::log::wal::Wal) {
         let (bytes, extents) = buffered.builder.finish();
         let data_bytes: u64 = extents.iter().map(|e| e.len).sum();
         let key = layout::wal_object_key(self.node, self.generation, seq);
@@ -812,6 +825,18 @@ impl Tier {
                 .await
         {
             tracing::warn!(%key, %error, "WAL object not uploaded before shutdown; the local WAL keeps the data");
+            return;
+        }
+        // Nothing becomes visible that the local WAL refused: the commit waits for the WAL to
+        // make every batch in the object durable (usually long done: the PUT takes longer).
+        let durable = tokio::select! {
+            _ = self.cancel.cancelled() => return,
+            r = wal.wait_synced(buffered.wal_seq) => r,
+        };
+        if let Err(failed) = durable {
+            tracing::error!(%key, reason = %failed.0, "the WAL failed before this object's data was durable; the object is not committed");
+            self.uploads.release(data_bytes as usize);
+            self.notify_recorded();
             return;
         }
         let commit_key = Catalog::commit_key(self.node, self.generation, seq);
@@ -1457,6 +1482,66 @@ mod tests {
             manifest_end: Offset(0),
             log_start: Offset(0),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_the_wal_refused_is_committed_to_the_bucket() {
+        use crate::log::batch::{tests::encode, validate_record_set};
+        use crate::log::wal::{MemoryWalStorage, Wal};
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(Arc::new(silt_metadata::EmbeddedMetadataStore::in_memory()));
+        let settings = TieringSettings {
+            wal_max_delay_ms: 1,
+            ..TieringSettings::default()
+        };
+        let tier = Tier::open(
+            Arc::new(InMemory::new()),
+            catalog.clone(),
+            NodeId(1),
+            settings,
+            dir.path().join("cache"),
+        )
+        .await
+        .unwrap();
+        let storage = MemoryWalStorage::default();
+        let wal = Wal::start(Box::new(storage.clone()), None);
+        let pdir = dir.path().join("p");
+        std::fs::create_dir_all(&pdir).unwrap();
+        let record = history(&[(4, 0)]);
+        let defaults = crate::config::LogDefaults::default();
+        let config = Arc::new(crate::topic_config::TopicConfig::resolve(
+            &defaults,
+            &Default::default(),
+        ));
+        let p = Arc::new(
+            Partition::open(
+                &pdir,
+                "t",
+                TopicId::random(),
+                0,
+                record,
+                config,
+                Some(tier.uploads.clone()),
+            )
+            .unwrap(),
+        );
+        // The batch is in the upload queue before its WAL write fails.
+        storage.fill_up();
+        let mut bytes = encode(10, kafka_protocol::records::Compression::None);
+        let parsed = validate_record_set(&bytes, &crate::log::batch::tests::LIMITS).unwrap();
+        let appended = p.append(&mut bytes, &parsed, &wal).unwrap();
+        assert!(tier.uploads.pending_bytes() > 0);
+        assert!(wal.wait_synced(appended.wal_seq).await.is_err());
+        let uploader = tokio::spawn(tier.clone().run_uploader(wal.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tier.uploads.pending_bytes() > 0 {
+            assert!(Instant::now() < deadline, "the upload never resolved");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(catalog.commit_records().await.unwrap().is_empty());
+        assert_eq!((p.recorded_end(), p.high_watermark()), (0, 0));
+        tier.cancel.cancel();
+        uploader.await.unwrap();
     }
 
     #[tokio::test]

@@ -442,6 +442,48 @@ impl Partition {
         Ok(())
     }
 
+    /// After the WAL failed: cuts the local log back to what the WAL made durable. Batches
+    /// past it were refused or their write failed; they were never acknowledged, and must never
+    /// be visible, uploaded, or re-queued after a restart. The producer state is rebuilt
+    /// without them. Returns how many offsets were cut.
+    pub fn discard_unsynced(&self) -> Result<i64, PartitionError> {
+        let cut = {
+            let mut log = self.lock();
+            let durable = self.synced_end.load(Ordering::Acquire);
+            if log.log_end <= durable {
+                return Ok(0);
+            }
+            let cut = log.log_end - durable;
+            self.truncate_locked(&mut log, durable)?;
+            cut
+        };
+        self.load_producers()?;
+        Ok(cut)
+    }
+
+    /// Cuts the local log at `offset` (a batch boundary, at or after the local start).
+    fn truncate_locked(&self, log: &mut Log, offset: i64) -> Result<(), PartitionError> {
+        while log.segments.len() > 1 && log.segments.last().expect("active").base_offset >= offset {
+            let gone = log.segments.pop().expect("more than one");
+            std::fs::remove_file(&gone.path).map_err(self.io_err())?;
+        }
+        log.segments
+            .last_mut()
+            .expect("active segment")
+            .truncate_to(offset)
+            .map_err(self.io_err())?;
+        log.log_end = offset;
+        self.high_watermark.fetch_min(offset, Ordering::AcqRel);
+        self.synced_end.fetch_min(offset, Ordering::AcqRel);
+        // A snapshot past the cut describes batches that are gone.
+        for (at, path) in self.producer_snapshots() {
+            if at > offset {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(())
+    }
+
     /// Base offset of the first local segment.
     pub fn local_start(&self) -> i64 {
         self.lock().segments[0].base_offset
@@ -672,11 +714,18 @@ impl Partition {
             log.log_end = end;
             // Segment first, then WAL: a checkpoint that rotates the WAL and then syncs segments
             // covers every record in the files it removes.
-            wal_seq = wal
-                .append(&self.topic_id.0, self.index, bytes, self.clone(), end)
-                .map_err(PartitionError::Wal)?;
+            wal_seq = match wal.append(&self.topic_id.0, self.index, bytes, self.clone(), end) {
+                Ok(seq) => seq,
+                Err(failed) => {
+                    // Refused: the batch must not stay in the segment (the batches before it
+                    // in this request were accepted by the WAL, and the WAL failure cuts those
+                    // not yet durable).
+                    self.truncate_locked(&mut log, offset)?;
+                    return Err(PartitionError::Wal(failed));
+                }
+            };
             if let Some(uploads) = &self.uploads {
-                uploads.push(self, epoch, offset, end - 1, bytes);
+                uploads.push(self, epoch, offset, end - 1, bytes, wal_seq);
             }
             end_offset = end;
             if stamped.producer_id >= 0 {
@@ -873,6 +922,8 @@ impl Partition {
             .map_err(self.io_err())?;
         log.log_end = h.last_offset() + 1;
         self.high_watermark.store(log.log_end, Ordering::Release);
+        // Replayed data comes from a durable copy (the WAL, the bucket).
+        self.synced_end.fetch_max(log.log_end, Ordering::AcqRel);
         Ok(true)
     }
 
@@ -1270,6 +1321,64 @@ mod tests {
         let appended = p.append(&mut bytes, &batches, wal).unwrap();
         wal.wait_synced(appended.wal_seq).await.unwrap();
         appended
+    }
+
+    #[tokio::test]
+    async fn batches_the_wal_refused_are_cut_and_never_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = MemoryWalStorage::default();
+        let wal = Wal::start(Box::new(storage.clone()), None);
+        let p = Arc::new(
+            Partition::open(
+                dir.path(),
+                "t",
+                TopicId::random(),
+                0,
+                record(),
+                config(&[]),
+                None,
+            )
+            .unwrap(),
+        );
+        for _ in 0..3 {
+            append(&p, &wal, 10).await;
+        }
+        // The disk fills up: the next batch's WAL write fails half-way.
+        storage.fill_up();
+        let mut bytes = encode(10, Compression::None);
+        let batches = validate_record_set(&bytes, &crate::log::batch::tests::LIMITS).unwrap();
+        let appended = p.append(&mut bytes, &batches, &wal).unwrap();
+        assert!(wal.wait_synced(appended.wal_seq).await.is_err());
+        assert_eq!(
+            p.log_end(),
+            40,
+            "in the segment until the failure is handled"
+        );
+        // Refused at once from now on: nothing reaches the segment.
+        let mut bytes = encode(10, Compression::None);
+        assert!(matches!(
+            p.append(&mut bytes, &batches, &wal),
+            Err(PartitionError::Wal(_))
+        ));
+        assert_eq!(p.log_end(), 40);
+        assert_eq!(p.discard_unsynced().unwrap(), 10);
+        assert_eq!((p.log_end(), p.high_watermark()), (30, 30));
+        assert_eq!(p.read_local_range(0, 100).unwrap().len(), 3);
+        // Neither the WAL file nor the segment gives the refused batch back after a restart.
+        let (records, intact) = crate::log::wal::decode_file(&storage.bytes(0));
+        assert_eq!((records.len(), intact), (3, storage.bytes(0).len()));
+        drop(p);
+        let again = Partition::open(
+            dir.path(),
+            "t",
+            TopicId::random(),
+            0,
+            record(),
+            config(&[]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(again.log_end(), 30);
     }
 
     #[tokio::test]

@@ -195,6 +195,34 @@ impl Segment {
         Ok(())
     }
 
+    /// Cuts the segment before the batch holding `offset` (a batch the WAL refused must not
+    /// stay in the log) and rebuilds the in-memory index from the headers kept.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let cut = self.locate(offset)?;
+        let mut kept = Vec::new();
+        let mut pos = 0;
+        while pos < cut {
+            let h = self.header_at(pos)?;
+            pos += h.total_size() as u64;
+            kept.push(h);
+        }
+        self.file.set_len(cut)?;
+        let mut fresh = Segment::empty(self.path.clone(), self.file.clone(), self.base_offset);
+        fresh.created = self.created;
+        fresh.dirty = self.dirty.clone();
+        fresh.poisoned = self.poisoned.clone();
+        let mut pos = 0;
+        for h in &kept {
+            let total = h.total_size() as u64;
+            fresh.index_batch(h, pos, total);
+            pos += total;
+        }
+        fresh.size = cut;
+        fresh.dirty.store(true, Ordering::Release);
+        *self = fresh;
+        Ok(())
+    }
+
     pub fn sync_handle(&self) -> SyncHandle {
         SyncHandle {
             file: self.file.clone(),

@@ -36,6 +36,9 @@ pub trait WalStorage: Send + 'static {
     fn read(&self, seq: u64) -> io::Result<Vec<u8>>;
     /// Cuts file `seq` to `len` bytes (a torn tail found on replay).
     fn cut(&mut self, seq: u64, len: u64) -> io::Result<()>;
+    /// After a failed write or sync: cuts the current file back to its last synced length, so
+    /// that records the WAL refused are not replayed after a restart.
+    fn discard_unsynced(&mut self) -> io::Result<()>;
 }
 
 /// WAL files `{seq:020}.wal` in one directory.
@@ -43,6 +46,8 @@ pub struct FileWalStorage {
     dir: PathBuf,
     current: File,
     current_seq: u64,
+    /// Bytes of the current file known to be synced.
+    synced_len: u64,
 }
 
 fn wal_path(dir: &Path, seq: u64) -> PathBuf {
@@ -75,10 +80,12 @@ impl FileWalStorage {
             .append(true)
             .open(wal_path(dir, current_seq))?;
         sync_dir(dir)?;
+        let synced_len = current.metadata()?.len();
         Ok(Self {
             dir: dir.to_path_buf(),
             current,
             current_seq,
+            synced_len,
         })
     }
 }
@@ -93,11 +100,14 @@ impl WalStorage for FileWalStorage {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.current.sync_data()
+        let len = self.current.metadata()?.len();
+        self.current.sync_data()?;
+        self.synced_len = len;
+        Ok(())
     }
 
     fn rotate(&mut self) -> io::Result<u64> {
-        self.current.sync_data()?;
+        self.sync()?;
         let next = self.current_seq + 1;
         self.current = OpenOptions::new()
             .create(true)
@@ -105,7 +115,13 @@ impl WalStorage for FileWalStorage {
             .open(wal_path(&self.dir, next))?;
         sync_dir(&self.dir)?;
         self.current_seq = next;
+        self.synced_len = 0;
         Ok(next)
+    }
+
+    fn discard_unsynced(&mut self) -> io::Result<()> {
+        self.current.set_len(self.synced_len)?;
+        self.current.sync_all()
     }
 
     fn truncate_before(&mut self, seq: u64) -> io::Result<()> {
@@ -146,6 +162,8 @@ pub struct MemoryWalStorage {
 struct MemoryFiles {
     files: BTreeMap<u64, (Vec<u8>, usize)>,
     current: u64,
+    /// Appends write half their bytes and fail (a disk that filled up).
+    full: bool,
 }
 
 impl MemoryWalStorage {
@@ -161,8 +179,24 @@ impl MemoryWalStorage {
             inner: Arc::new(Mutex::new(MemoryFiles {
                 files,
                 current: inner.current,
+                full: false,
             })),
         }
+    }
+
+    /// From now on appends write part of their bytes and fail with ENOSPC.
+    pub fn fill_up(&self) {
+        self.inner.lock().expect("wal lock").full = true;
+    }
+
+    /// Every byte in file `seq`, synced or not.
+    pub fn bytes(&self, seq: u64) -> Vec<u8> {
+        let inner = self.inner.lock().expect("wal lock");
+        inner
+            .files
+            .get(&seq)
+            .map(|f| f.0.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -170,12 +204,21 @@ impl WalStorage for MemoryWalStorage {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut inner = self.inner.lock().expect("wal lock");
         let current = inner.current;
+        let full = inner.full;
+        let written = if full {
+            &bytes[..bytes.len() / 2]
+        } else {
+            bytes
+        };
         inner
             .files
             .entry(current)
             .or_default()
             .0
-            .extend_from_slice(bytes);
+            .extend_from_slice(written);
+        if full {
+            return Err(io::Error::from_raw_os_error(28));
+        }
         Ok(())
     }
 
@@ -228,6 +271,16 @@ impl WalStorage for MemoryWalStorage {
         if let Some(file) = inner.files.get_mut(&seq) {
             file.0.truncate(len as usize);
             file.1 = file.1.min(len as usize);
+        }
+        Ok(())
+    }
+
+    fn discard_unsynced(&mut self) -> io::Result<()> {
+        let mut inner = self.inner.lock().expect("wal lock");
+        let current = inner.current;
+        if let Some(file) = inner.files.get_mut(&current) {
+            let synced = file.1;
+            file.0.truncate(synced);
         }
         Ok(())
     }
@@ -391,6 +444,11 @@ impl Wal {
         self.failed.borrow().clone()
     }
 
+    /// Changes when the WAL fails.
+    pub fn subscribe_failed(&self) -> watch::Receiver<Option<WalFailed>> {
+        self.failed.subscribe()
+    }
+
     /// Bytes appended but not yet written and synced (for backpressure).
     pub fn buffered_bytes(&self) -> usize {
         self.pending.lock().expect("wal lock").buf.len()
@@ -466,6 +524,10 @@ impl Wal {
                 let result = storage.append(&buf).and_then(|()| storage.sync());
                 if let Err(e) = result {
                     tracing::error!(error = %e, "WAL write failed; refusing further writes");
+                    // What this group wrote before failing must not be replayed at a restart.
+                    if let Err(cut) = storage.discard_unsynced() {
+                        tracing::error!(error = %cut, "cutting the refused WAL records failed; a restart may replay records that were never acknowledged");
+                    }
                     self.failed
                         .send_replace(Some(WalFailed(format!("WAL write failed: {e}"))));
                     // Nothing queued now or later may wait on this thread.
@@ -572,6 +634,9 @@ mod tests {
         }
         fn cut(&mut self, seq: u64, len: u64) -> io::Result<()> {
             self.0.cut(seq, len)
+        }
+        fn discard_unsynced(&mut self) -> io::Result<()> {
+            self.0.discard_unsynced()
         }
     }
 

@@ -57,7 +57,7 @@ pub struct OneTopic {
     pub broker: std::sync::Arc<silt_broker::broker::Broker>,
     pub p: std::sync::Arc<silt_broker::log::partition::Partition>,
     cancel: tokio_util::sync::CancellationToken,
-    background: tokio::task::JoinHandle<()>,
+    background: tokio::task::JoinHandle<Option<String>>,
 }
 
 impl OneTopic {
@@ -100,7 +100,7 @@ impl OneTopic {
     /// Stops the background tasks and shuts the broker down.
     pub async fn stop(self) {
         self.cancel.cancel();
-        self.background.await.unwrap();
+        assert_eq!(self.background.await.unwrap(), None, "stopped by itself");
         self.broker.shutdown().await;
     }
 }
