@@ -8,7 +8,8 @@
 #     helm/silt/ci/*.yaml set; kubernetes-validate (PyPI, ships the Kubernetes schemas) and the
 #     CRDs of the Prometheus Operator, KEDA and cert-manager (from their Go modules) validate
 #     every rendered object; invalid value sets must be refused by values.schema.json;
-#   - the Compose file against the Compose specification's schema (compose-go's Go module);
+#   - the Compose file and its etcd-TLS override against the Compose specification's schema
+#     (compose-go's Go module), each broker's merged configuration, and deploy/etcd-tls.sh;
 #   - Terraform: `terraform fmt -check` when terraform is installed, hclfmt (HashiCorp's HCL
 #     formatter, from its Go module; the same formatting rules) always, and checkov (PyPI)
 #     with its HCL parser.

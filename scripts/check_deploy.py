@@ -247,6 +247,24 @@ def check_chart(helm, silt, crd_schemas, checkov):
 # --- Compose ------------------------------------------------------------------------------
 
 
+def merge_compose(base, override):
+    """Compose's merge of an override file, for what check_compose reads: a service's
+    environment maps merge, volumes merge by container path, other keys are replaced."""
+    merged = json.loads(json.dumps(base))
+    for name, svc in override.get("services", {}).items():
+        target = merged["services"].setdefault(name, {})
+        for key, value in svc.items():
+            if key == "environment":
+                target[key] = {**target.get(key, {}), **value}
+            elif key == "volumes":
+                by_path = {v.split(":")[1]: v for v in target.get(key, [])}
+                by_path.update({v.split(":")[1]: v for v in value})
+                target[key] = list(by_path.values())
+            else:
+                target[key] = value
+    return merged
+
+
 def check_compose(silt, compose_schema):
     path = os.path.join(ROOT, "deploy/docker-compose.yml")
     with open(path) as f:
@@ -259,6 +277,48 @@ def check_compose(silt, compose_schema):
             f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]))
         return
     ok(f"docker-compose.yml is valid against the Compose specification ({os.path.basename(compose_schema)})")
+    check_compose_brokers(silt, compose, "docker-compose.yml")
+
+    # The etcd-over-TLS override: valid on its own, and the merged brokers' configuration
+    # loads, names etcds:// and finds its certificates under a mounted directory.
+    tls_path = os.path.join(ROOT, "deploy/docker-compose.etcd-tls.yml")
+    with open(tls_path) as f:
+        override = yaml.safe_load(f)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(override), key=str)
+    if errors:
+        fail("docker-compose.etcd-tls.yml against the Compose specification: " + "; ".join(
+            f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]))
+        return
+    merged = merge_compose(compose, override)
+    for name, config in check_compose_brokers(silt, merged, "with docker-compose.etcd-tls.yml").items():
+        svc = merged["services"][name]
+        mounted = [v.split(":")[1] for v in svc["volumes"]]
+        files = [config["etcd"][k] for k in ("ca_file", "cert_file", "key_file")]
+        if not config["metadata"].startswith("etcds://"):
+            fail(f"{name} with the etcd-tls override: metadata is {config['metadata']}, not etcds://")
+        for file in files:
+            if not file or not any(file.startswith(m.rstrip("/") + "/") for m in mounted):
+                fail(f"{name} with the etcd-tls override: {file} is not under a mounted directory")
+    etcd_cmd = " ".join(merged["services"]["etcd"]["command"])
+    for flag in ("--client-cert-auth", "--trusted-ca-file=", "https://0.0.0.0:2379"):
+        if flag not in etcd_cmd:
+            fail(f"etcd with the etcd-tls override lacks {flag}")
+    with tempfile.TemporaryDirectory() as d:
+        made = subprocess.run(["bash", os.path.join(ROOT, "deploy/etcd-tls.sh"), d],
+                              capture_output=True, text=True, timeout=60)
+        verify = subprocess.run(["openssl", "verify", "-CAfile", f"{d}/ca.crt", f"{d}/server.crt", f"{d}/client.crt"],
+                                capture_output=True, text=True, timeout=30) if made.returncode == 0 else made
+        names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", f"{d}/server.crt"],
+                               capture_output=True, text=True, timeout=30) if made.returncode == 0 else made
+        if verify.returncode != 0 or "DNS:etcd" not in names.stdout:
+            fail(f"deploy/etcd-tls.sh: {made.stderr}{verify.stdout}{verify.stderr}{names.stdout}")
+        else:
+            ok("deploy/etcd-tls.sh makes a CA, etcd's certificate (DNS:etcd) and the brokers' client certificate")
+
+
+def check_compose_brokers(silt, compose, label):
+    """Loads each broker's configuration with `silt check-config`; returns them by name."""
+    configs = {}
     services = compose["services"]
     brokers = {n: s for n, s in services.items() if n.startswith("silt-")}
     if len(brokers) != 3:
@@ -287,6 +347,7 @@ def check_compose(silt, compose_schema):
             fail(f"{name}: silt check-config refused its configuration: {p.stderr.strip()}")
             continue
         config = json.loads(p.stdout)
+        configs[name] = config
         node_ids.add(config["node_id"])
         for listener in config["listeners"]:
             listen_port = listener["listen"].rsplit(":", 1)[1]
@@ -297,10 +358,11 @@ def check_compose(silt, compose_schema):
                          f"{listen_port} is published on {ports.get(listen_port)}")
             elif adv_host != name or adv_port != listen_port:
                 fail(f"{name}: {listener['name']} advertises {listener['advertised']}, not {name}:{listen_port}")
-        ok(f"{name}: node {config['node_id']}, listeners " + ", ".join(
+        ok(f"{name} ({label}): node {config['node_id']}, {config['metadata']}, listeners " + ", ".join(
             f"{l['name']} {l['listen']} -> {l['advertised']}" for l in config["listeners"]))
     if len(node_ids) != len(brokers):
         fail(f"compose brokers share node ids: {sorted(node_ids)}")
+    return configs
 
 
 # --- Terraform ----------------------------------------------------------------------------

@@ -25,8 +25,10 @@ pub struct Config {
     /// WAL, hot segments, embedded metadata and (by default) objects.
     pub data_dir: PathBuf,
     pub node_id: i32,
-    /// `embedded`, or `etcd://host:2379[,host:2379][/namespace]`.
+    /// `embedded`, or `etcd://host:2379[,host:2379][/namespace]` (`etcds://` for TLS).
     pub metadata: String,
+    /// TLS and authentication to etcd (`[etcd]`).
+    pub etcd: EtcdSettings,
     /// Object store URL; `file://<data-dir>/objects` when unset.
     pub object_store: Option<String>,
     /// Admin HTTP (health, readiness, metrics).
@@ -240,6 +242,87 @@ impl Default for AuthorizerSettings {
     }
 }
 
+/// How the broker reaches etcd (`[etcd]`, `SILT_ETCD__*`). etcd holds the SCRAM credentials,
+/// the ACLs and partition leadership: outside a trusted network use `etcds://` with a CA,
+/// and etcd's client certificates (`--client-cert-auth`) or its users, or both.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdSettings {
+    /// The CA that signs the etcd members' certificates (PEM); needed by `etcds://`.
+    pub ca_file: Option<PathBuf>,
+    /// This broker's client certificate chain and key (PEM), for `--client-cert-auth`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The name the members' certificates must carry, when the endpoints do not (e.g. IPs).
+    pub server_name: Option<String>,
+    /// An etcd user (`etcdctl user add`) and its password (e.g.
+    /// `SILT_ETCD__PASSWORD` from a Kubernetes Secret).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The password never reaches a log line.
+impl std::fmt::Debug for EtcdSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdSettings")
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("server_name", &self.server_name)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl EtcdSettings {
+    /// The connection settings for `url` (`etcd://` or `etcds://`), with the files read.
+    pub fn options(&self, url: &str) -> anyhow::Result<silt_metadata::EtcdOptions> {
+        use anyhow::Context;
+        let mut options = silt_metadata::EtcdOptions::from_url(url)?;
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).with_context(|| format!("read etcd.{what} {}", path.display()))
+        };
+        if let Some(tls) = options.tls.as_mut() {
+            let ca = self
+                .ca_file
+                .as_ref()
+                .context("etcds:// needs etcd.ca_file, the CA that signs etcd's certificates")?;
+            tls.ca_pem = read(ca, "ca_file")?;
+            if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+                tls.client_identity = Some((read(cert, "cert_file")?, read(key, "key_file")?));
+            }
+            tls.server_name = self.server_name.clone();
+        }
+        if let (Some(name), Some(password)) = (&self.username, &self.password) {
+            options.user = Some((name.clone(), password.clone()));
+        }
+        Ok(options)
+    }
+
+    fn validate(&self, url: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.cert_file.is_some() == self.key_file.is_some(),
+            "etcd.cert_file and etcd.key_file go together"
+        );
+        anyhow::ensure!(
+            self.username.is_some() == self.password.is_some(),
+            "etcd.username and etcd.password go together"
+        );
+        let tls_settings =
+            self.ca_file.is_some() || self.cert_file.is_some() || self.server_name.is_some();
+        anyhow::ensure!(
+            url.starts_with("etcds://") || !tls_settings,
+            "etcd.ca_file, cert_file and server_name are for TLS: use an etcds:// URL"
+        );
+        anyhow::ensure!(
+            !url.starts_with("etcds://") || self.ca_file.is_some(),
+            "etcds:// needs etcd.ca_file, the CA that signs etcd's certificates"
+        );
+        Ok(())
+    }
+}
+
 /// Membership in the cluster (`[cluster]` in silt.toml, `SILT_CLUSTER__*` in the environment).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -395,6 +478,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./silt-data"),
             node_id: 1,
             metadata: "embedded".into(),
+            etcd: EtcdSettings::default(),
             object_store: None,
             admin_listen: "127.0.0.1:9095".into(),
             log_format: LogFormat::Text,
@@ -567,6 +651,9 @@ impl Config {
         for password in c.sasl.users.values_mut() {
             *password = "<redacted>".into();
         }
+        if let Some(password) = c.etcd.password.as_mut() {
+            *password = "<redacted>".into();
+        }
         c
     }
 
@@ -628,9 +715,15 @@ impl Config {
         if self.metadata != "embedded" {
             silt_metadata::EtcdOptions::from_url(&self.metadata).map_err(|e| {
                 anyhow::anyhow!(
-                    "metadata must be `embedded` or etcd://host:port[,host:port][/namespace]: {e}"
+                    "metadata must be `embedded` or etcd[s]://host:port[,host:port][/namespace]: {e}"
                 )
             })?;
+            self.etcd.validate(&self.metadata)?;
+        } else {
+            anyhow::ensure!(
+                self.etcd.username.is_none() && self.etcd.ca_file.is_none(),
+                "[etcd] settings need an etcd:// or etcds:// metadata URL"
+            );
         }
         let listeners = self.listeners();
         for (i, l) in listeners.iter().enumerate() {
@@ -733,6 +826,51 @@ mod tests {
         let mut c = Config::default();
         c.tiering.upload_concurrency = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn etcd_settings_are_checked_together_and_the_password_is_never_printed() {
+        let with = |metadata: &str, etcd: EtcdSettings| Config {
+            metadata: metadata.into(),
+            etcd,
+            ..Config::default()
+        };
+        let ca = || Some(PathBuf::from("/etc/ca.pem"));
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        assert!(err(with("etcds://e:2379", EtcdSettings::default())).contains("ca_file"));
+        let tls_on_plain = EtcdSettings {
+            ca_file: ca(),
+            ..Default::default()
+        };
+        assert!(err(with("etcd://e:2379", tls_on_plain.clone())).contains("etcds://"));
+        assert!(err(with("embedded", tls_on_plain.clone())).contains("etcd"));
+        let half_identity = EtcdSettings {
+            ca_file: ca(),
+            cert_file: ca(),
+            ..Default::default()
+        };
+        assert!(err(with("etcds://e:2379", half_identity)).contains("key_file"));
+        let user_without_password = EtcdSettings {
+            username: Some("silt".into()),
+            ..Default::default()
+        };
+        assert!(err(with("etcd://e:2379", user_without_password)).contains("password"));
+        let good = with(
+            "etcds://e:2379/ns",
+            EtcdSettings {
+                username: Some("silt".into()),
+                password: Some("hunter2".into()),
+                ..tls_on_plain
+            },
+        );
+        good.validate().unwrap();
+        assert!(!format!("{good:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&good.redacted())
+            .unwrap()
+            .contains("hunter2"));
+        // A CA file that cannot be read is named when the broker connects.
+        let e = good.etcd.options(&good.metadata).unwrap_err().to_string();
+        assert!(e.contains("etcd.ca_file /etc/ca.pem"), "{e}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn open_metadata_store(
         let store = EmbeddedMetadataStore::open(&config.data_dir.join("metadata"))?;
         return Ok(Arc::new(store));
     }
-    let options = silt_metadata::EtcdOptions::from_url(&config.metadata)?;
+    let options = config.etcd.options(&config.metadata)?;
     let store = silt_metadata::EtcdMetadataStore::connect(&options)
         .await
         .with_context(|| format!("open metadata store {}", config.metadata))?;

@@ -31,7 +31,7 @@ const MAX_RESPONSE_BYTES: usize = 256 << 20;
 const WATCH_CHANNEL: usize = 1024;
 
 /// Connection settings for [`EtcdMetadataStore::connect`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EtcdOptions {
     /// `host:port` of each etcd member.
     pub endpoints: Vec<String>,
@@ -39,14 +39,49 @@ pub struct EtcdOptions {
     pub namespace: String,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// TLS to every member (`etcds://`); `None` for plain gRPC (`etcd://`).
+    pub tls: Option<EtcdTls>,
+    /// etcd's own authentication (`etcdctl auth enable`): user name and password. The token
+    /// etcd hands out is renewed when it expires.
+    pub user: Option<(String, String)>,
+}
+
+/// TLS to etcd: the CA that signs the members' certificates and, for etcd's
+/// `--client-cert-auth`, this client's certificate and key (all PEM).
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the members' certificates are checked against, when it is not the host in
+    /// the endpoint (e.g. endpoints given as IP addresses).
+    pub server_name: Option<String>,
+}
+
+/// The password never reaches a log line.
+impl std::fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("endpoints", &self.endpoints)
+            .field("namespace", &self.namespace)
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.user.as_ref().map(|(name, _)| name))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EtcdOptions {
-    /// Parses `etcd://host:2379[,host:2379][/namespace]`.
+    /// Parses `etcd://host:2379[,host:2379][/namespace]`, or `etcds://…` for TLS (then
+    /// [`EtcdTls`] must be filled in before connecting: at least the CA).
     pub fn from_url(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| Error::Config(format!("{url:?} is not an etcd://host:port URL")))?;
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("etcd://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("etcds://") {
+            (rest, true)
+        } else {
+            return Err(Error::Config(format!(
+                "{url:?} is not an etcd://host:port or etcds://host:port URL"
+            )));
+        };
         let (hosts, namespace) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/').to_string()),
             None => (rest, String::new()),
@@ -73,6 +108,8 @@ impl EtcdOptions {
             namespace,
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            tls: tls.then(EtcdTls::default),
+            user: None,
         })
     }
 }
@@ -84,6 +121,31 @@ pub struct EtcdMetadataStore {
     namespace: String,
 }
 
+/// An etcd error with its sources: a TLS failure's reason sits under tonic's "transport
+/// error", which etcd-client's error does not expose as a source.
+fn describe(e: &etcd::Error) -> String {
+    match e {
+        etcd::Error::TransportError(t) => format!("transport error: {}", error_chain(t)),
+        etcd::Error::GRpcStatus(status) => error_chain(status),
+        other => other.to_string(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    // Bounded: a chain is a handful of layers.
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn unavailable(e: etcd::Error) -> Error {
     Error::Unavailable(e.to_string())
 }
@@ -91,16 +153,42 @@ fn unavailable(e: etcd::Error) -> Error {
 impl EtcdMetadataStore {
     /// Connects and checks that the cluster answers (one status request).
     pub async fn connect(options: &EtcdOptions) -> Result<Self> {
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let endpoints: Vec<String> = options
             .endpoints
             .iter()
-            .map(|e| format!("http://{e}"))
+            .map(|e| format!("{scheme}://{e}"))
             .collect();
-        let connect = etcd::ConnectOptions::new()
+        let mut connect = etcd::ConnectOptions::new()
             .with_timeout(options.request_timeout)
             .with_connect_timeout(options.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), options.request_timeout)
             .with_require_leader(true);
+        if let Some(tls) = &options.tls {
+            if tls.ca_pem.is_empty() {
+                return Err(Error::Config(
+                    "etcds:// needs the CA that signs etcd's certificates".into(),
+                ));
+            }
+            let mut config =
+                etcd::TlsOptions::new().ca_certificate(etcd::Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.client_identity {
+                config = config.identity(etcd::Identity::from_pem(cert, key));
+            }
+            if let Some(name) = &tls.server_name {
+                config = config.domain_name(name.clone());
+            }
+            connect = connect.with_tls(config);
+        }
+        if let Some((name, password)) = &options.user {
+            connect = connect
+                .with_user(name.clone(), password.clone())
+                .with_auto_token_refresh(true);
+        }
         let client =
             tokio::time::timeout(options.connect_timeout + options.request_timeout, async {
                 let mut client = etcd::Client::connect(&endpoints, Some(connect)).await?;
@@ -116,9 +204,19 @@ impl EtcdMetadataStore {
                 ))
             })?
             .map_err(|e| {
+                // In TLS 1.3 a server that wants a client certificate hangs up after the
+                // handshake, which the client sees only as a closed stream.
+                let hint = match &options.tls {
+                    Some(tls) if tls.client_identity.is_none() => {
+                        " (no client certificate was offered: an etcd with --client-cert-auth \
+                         wants one)"
+                    }
+                    _ => "",
+                };
                 Error::Unavailable(format!(
-                    "connect to etcd at {}: {e}",
-                    options.endpoints.join(",")
+                    "connect to etcd at {}: {}{hint}",
+                    options.endpoints.join(","),
+                    describe(&e)
                 ))
             })?;
         Ok(Self {
@@ -360,6 +458,10 @@ mod tests {
         assert_eq!(o.namespace, "/silt-a");
         let o = EtcdOptions::from_url("etcd://127.0.0.1:2379").unwrap();
         assert_eq!(o.namespace, "");
+        assert!(o.tls.is_none());
+        let o = EtcdOptions::from_url("etcds://a:2379/x").unwrap();
+        assert!(o.tls.is_some());
+        assert_eq!(o.namespace, "/x");
         assert!(EtcdOptions::from_url("http://a:2379").is_err());
         assert!(EtcdOptions::from_url("etcd://").is_err());
         assert!(EtcdOptions::from_url("etcd://a").is_err());

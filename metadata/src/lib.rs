@@ -18,7 +18,7 @@ pub mod types;
 
 pub use embedded::EmbeddedMetadataStore;
 pub use error::{Error, Result};
-pub use etcd::{EtcdMetadataStore, EtcdOptions};
+pub use etcd::{EtcdMetadataStore, EtcdOptions, EtcdTls};
 pub use store::{
     Compare, KeyValue, LeaseId, MetadataStore, Op, Txn, TxnResponse, WatchEvent, WatchEventKind,
 };

@@ -447,15 +447,40 @@ impl Drop for S3Server {
 pub struct EtcdServer {
     pub port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics` (what the readiness check asks, TLS or not).
+    metrics_port: u16,
+    tls: Option<EtcdServerTls>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
+/// TLS on etcd's client port: its certificate and key, and the CA that must sign clients'
+/// certificates (`--client-cert-auth`); PEM files.
+#[derive(Clone)]
+pub struct EtcdServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    /// etcd's auth token lifetime (`--auth-token-ttl`, seconds): short, so tests see a renewal.
+    pub auth_token_ttl_s: u32,
+}
+
 impl EtcdServer {
     pub fn start() -> EtcdServer {
+        Self::start_with(None)
+    }
+
+    /// etcd that speaks only TLS on its client port and wants a client certificate.
+    pub fn start_tls(tls: EtcdServerTls) -> EtcdServer {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<EtcdServerTls>) -> EtcdServer {
         let mut s = EtcdServer {
             port: free_port(),
             peer_port: free_port(),
+            metrics_port: free_port(),
+            tls,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
         };
@@ -464,7 +489,8 @@ impl EtcdServer {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://127.0.0.1:{}", self.port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -481,6 +507,19 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=silt-test={peer}"))
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                self.metrics_port
+            ))
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    format!("--cert-file={}", t.cert.display()),
+                    format!("--key-file={}", t.key.display()),
+                    format!("--trusted-ca-file={}", t.client_ca.display()),
+                    "--client-cert-auth".to_string(),
+                    format!("--auth-token-ttl={}", t.auth_token_ttl_s),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -489,7 +528,7 @@ impl EtcdServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if http_get(self.port, "/health")
+            if http_get(self.metrics_port, "/health")
                 .is_some_and(|(code, body)| code == 200 && body.contains("true"))
             {
                 return Ok(());
@@ -499,9 +538,56 @@ impl EtcdServer {
         bail!("etcd did not become healthy on port {}", self.port)
     }
 
-    /// `etcd://127.0.0.1:PORT/namespace`: each test gets its own namespace.
+    /// `etcd://127.0.0.1:PORT/namespace` (`etcds://` with TLS): each test gets its own
+    /// namespace.
     pub fn url(&self, namespace: &str) -> String {
-        format!("etcd://127.0.0.1:{}/{namespace}", self.port)
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://127.0.0.1:{}/{namespace}", self.port)
+    }
+
+    /// Turns on etcd's authentication over this server's TLS port (client certificate
+    /// `client`): a `root` user with `root_password` (what `auth enable` requires) and `user`
+    /// allowed to read and write only the keys under `prefix`.
+    pub async fn enable_auth(
+        &self,
+        client: (&Path, &Path),
+        root_password: &str,
+        user: &str,
+        password: &str,
+        prefix: &str,
+    ) -> anyhow::Result<()> {
+        use etcd_client::{Certificate, ConnectOptions, Identity, Permission, TlsOptions};
+        let tls = self.tls.as_ref().context("enable_auth needs a TLS etcd")?;
+        let config = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(&tls.client_ca)?))
+            .identity(Identity::from_pem(
+                std::fs::read(client.0)?,
+                std::fs::read(client.1)?,
+            ));
+        let endpoint = format!("https://127.0.0.1:{}", self.port);
+        let mut c = etcd_client::Client::connect(
+            [endpoint],
+            Some(
+                ConnectOptions::new()
+                    .with_tls(config)
+                    .with_timeout(Duration::from_secs(5)),
+            ),
+        )
+        .await?;
+        c.user_add("root", root_password, None).await?;
+        c.user_grant_role("root", "root").await?;
+        c.role_add(user).await?;
+        c.role_grant_permission(user, Permission::read_write(prefix).with_prefix())
+            .await?;
+        c.user_add(user, password, None).await?;
+        c.user_grant_role(user, user).await?;
+        c.auth_enable().await?;
+        Ok(())
+    }
+
+    /// etcd's own log (TLS and authentication failures are reported there).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
 
     pub fn kill(&mut self) {

@@ -270,3 +270,74 @@ async fn readiness_follows_the_metadata_store() {
         || ready() == Some(200),
     );
 }
+
+/// A broker whose etcd speaks only TLS, wants a client certificate and has authentication on,
+/// with a user whose role covers only the broker's namespace: the broker serves, keeps
+/// serving after its etcd token expired, and with a wrong password refuses to start, saying
+/// that etcd refused it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_uses_etcd_over_tls_as_a_user_limited_to_its_namespace() {
+    use silt_e2e::pki::TestPki;
+    let pki = TestPki::new();
+    let (cert, key) = pki.client("silt-broker", false);
+    let etcd = EtcdServer::start_tls(silt_e2e::EtcdServerTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: pki.ca_pem.clone(),
+        auth_token_ttl_s: 2,
+    });
+    etcd.enable_auth((&cert, &key), "root-secret", "silt", "silt-secret", "/tls/")
+        .await
+        .expect("enable etcd auth");
+    let s3 = S3Server::start();
+    let url = etcd.url("tls");
+    let (ca, cert, key) = (
+        pki.ca_pem.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let settings = |password: &'static str| {
+        let extra: Vec<(&str, &str)> = vec![
+            ("SILT_ETCD__CA_FILE", ca.as_str()),
+            ("SILT_ETCD__CERT_FILE", cert.as_str()),
+            ("SILT_ETCD__KEY_FILE", key.as_str()),
+            ("SILT_ETCD__USERNAME", "silt"),
+            ("SILT_ETCD__PASSWORD", password),
+        ];
+        env(&s3, &url, &extra)
+    };
+    let silt = start(&settings("silt-secret")).expect("start on etcds://");
+    let partitions = 2;
+    create_topic(&silt.bootstrap(), "over-tls", partitions, &[]).await;
+    produce_acks_all(&silt.bootstrap(), "over-tls", partitions, 0, 200).await;
+    // Past the token's lifetime: leadership, the lease and new writes go on.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    produce_acks_all(&silt.bootstrap(), "over-tls", partitions, 200, 200).await;
+    let got = consume_all(
+        &silt.bootstrap(),
+        "over-tls",
+        partitions,
+        400,
+        Duration::from_secs(60),
+    );
+    check_keyed(&got, partitions, 400);
+    assert_eq!(
+        http_get(silt.admin_port, "/readyz").map(|(code, _)| code),
+        Some(200),
+        "ready: its lease is renewed over TLS"
+    );
+    assert!(
+        !silt.log().contains("permission denied"),
+        "nothing the broker needs lies outside its namespace:\n{}",
+        silt.log()
+    );
+
+    let refused = start(&settings("wrong"))
+        .err()
+        .expect("a wrong password stops the start");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("etcd") && message.contains("authentication failed"),
+        "{message}"
+    );
+}
