@@ -1,7 +1,13 @@
 //! The admin HTTP endpoint: `/healthz` (the process is alive), `/readyz` (the broker has
 //! opened its log and serves Kafka) and `/metrics` (Prometheus). A deliberately tiny HTTP/1.1
 //! responder: three fixed GET routes do not earn an HTTP framework's build time.
+//!
+//! With a token file (`admin_token_file`), `/metrics` answers only requests with
+//! `Authorization: Bearer <the file's contents>`; the probes stay open (they tell only whether
+//! the broker is up, and the kubelet asks them without credentials). The file is read on every
+//! request, so a rotated Secret applies at once; one that cannot be read refuses everyone.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,13 +37,57 @@ impl Readiness {
     }
 }
 
-pub async fn serve(listener: TcpListener, ready: Readiness, cancel: CancellationToken) {
+/// The largest token file read.
+const MAX_TOKEN_BYTES: u64 = 4096;
+
+/// The token in `path`, trimmed; `None` when it cannot be read or is empty.
+pub fn read_token(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_BYTES).read_to_end(&mut raw))
+        .ok()?;
+    let token = raw.trim_ascii();
+    (!token.is_empty()).then(|| token.to_vec())
+}
+
+/// Whether the request head carries `Authorization: Bearer <token>` for the token in `path`.
+fn authorized(head: &str, path: &Path) -> bool {
+    let Some(token) = read_token(path) else {
+        tracing::warn!(path = %path.display(), "admin token file unreadable or empty: /metrics refused");
+        return false;
+    };
+    head.lines().skip(1).any(|line| {
+        let Some((name, value)) = line.split_once(':') else {
+            return false;
+        };
+        let value = value.trim();
+        // `get`, not indexing: a header may hold any bytes, and a cut inside a character
+        // is no token.
+        let (Some(scheme), Some(given)) = (value.get(..7), value.get(7..)) else {
+            return false;
+        };
+        name.trim().eq_ignore_ascii_case("authorization")
+            && scheme.eq_ignore_ascii_case("bearer ")
+            && aws_lc_rs::constant_time::verify_slices_are_equal(given.trim().as_bytes(), &token)
+                .is_ok()
+    })
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    ready: Readiness,
+    token_file: Option<PathBuf>,
+    cancel: CancellationToken,
+) {
+    let token_file = token_file.map(Arc::new);
     loop {
         let (mut stream, _) = tokio::select! {
             _ = cancel.cancelled() => return,
             r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
         };
         let ready = ready.clone();
+        let token_file = token_file.clone();
         tokio::spawn(async move {
             // Read the whole request head (bounded) before answering: closing a socket with
             // unread input resets it, and the client may lose the response.
@@ -59,7 +109,20 @@ pub async fn serve(listener: TcpListener, ready: Readiness, cancel: Cancellation
             }
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
+            let denied = path == "/metrics"
+                && token_file
+                    .as_deref()
+                    .is_some_and(|file| !authorized(&request, file));
+            let mut extra = "";
             let (status, content_type, body) = match path {
+                _ if denied => {
+                    extra = "www-authenticate: Bearer\r\n";
+                    (
+                        "401 Unauthorized",
+                        "text/plain",
+                        "unauthorized\n".to_string(),
+                    )
+                }
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
                 "/readyz" if ready.get() => ("200 OK", "text/plain", "ready\n".to_string()),
                 "/readyz" => (
@@ -75,7 +138,7 @@ pub async fn serve(listener: TcpListener, ready: Readiness, cancel: Cancellation
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;

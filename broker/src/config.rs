@@ -33,6 +33,9 @@ pub struct Config {
     pub object_store: Option<String>,
     /// Admin HTTP (health, readiness, metrics).
     pub admin_listen: String,
+    /// A file holding a bearer token that `/metrics` then requires (`Authorization: Bearer
+    /// …`); re-read on every request. `/healthz` and `/readyz` stay open for probes.
+    pub admin_token_file: Option<PathBuf>,
     /// Log lines as human-readable text or one JSON object per line.
     pub log_format: LogFormat,
     pub auto_create_topics_enable: bool,
@@ -481,6 +484,7 @@ impl Default for Config {
             etcd: EtcdSettings::default(),
             object_store: None,
             admin_listen: "127.0.0.1:9095".into(),
+            admin_token_file: None,
             log_format: LogFormat::Text,
             auto_create_topics_enable: true,
             num_partitions: 1,

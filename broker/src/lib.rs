@@ -89,8 +89,20 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> anyhow::Result<
     let admin = tokio::net::TcpListener::bind(&config.admin_listen)
         .await
         .with_context(|| format!("admin listen on {}", config.admin_listen))?;
+    if let Some(file) = &config.admin_token_file {
+        anyhow::ensure!(
+            admin::read_token(file).is_some(),
+            "admin_token_file {} cannot be read or is empty",
+            file.display()
+        );
+    }
     let ready = admin::Readiness::default();
-    let admin_task = tokio::spawn(admin::serve(admin, ready.clone(), cancel.clone()));
+    let admin_task = tokio::spawn(admin::serve(
+        admin,
+        ready.clone(),
+        config.admin_token_file.clone(),
+        cancel.clone(),
+    ));
 
     let broker = broker::Broker::open(config.clone(), catalog).await?;
     let background = tokio::spawn(broker.clone().run_background(cancel.clone()));

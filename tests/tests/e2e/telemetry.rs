@@ -236,3 +236,78 @@ async fn group_lag_is_a_metric_for_the_configured_groups_only() {
         (lag(&silt, "billing") == Some(85) && lag(&silt, "etl-a") == Some(5)).then_some(())
     });
 }
+
+/// `GET path` on the admin port with extra header lines (raw bytes): the status code.
+fn admin_get(port: u16, path: &str, headers: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n").into_bytes();
+    request.extend_from_slice(headers);
+    request.extend_from_slice(b"connection: close\r\n\r\n");
+    s.write_all(&request).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("an HTTP status")
+}
+
+/// With `admin_token_file`, `/metrics` wants the bearer token (read again on every request, so
+/// a rotated Secret applies at once; an unreadable file refuses everyone) while the probes stay
+/// open; a header that is not UTF-8 or cut inside a character is just refused.
+#[test]
+fn metrics_want_the_admin_token_and_probes_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let silt = Silt::start_with_env(&[("SILT_ADMIN_TOKEN_FILE", token.to_str().unwrap())]);
+    let port = silt.admin_port;
+    assert_eq!(admin_get(port, "/metrics", b""), 401);
+    assert_eq!(
+        admin_get(port, "/metrics", b"authorization: Bearer wrong\r\n"),
+        401
+    );
+    assert_eq!(
+        admin_get(port, "/metrics", b"Authorization: bearer first-token\r\n"),
+        200
+    );
+    assert_eq!(admin_get(port, "/healthz", b""), 200);
+    assert_eq!(admin_get(port, "/readyz", b""), 200);
+    for hostile in [
+        &b"authorization: Bearer\xff\xfe first-token\r\n"[..],
+        "authorization: Bearé first-token\r\n".as_bytes(),
+        b"authorization:\r\n",
+        b"authorization: Bearer \r\n",
+    ] {
+        assert_eq!(admin_get(port, "/metrics", hostile), 401, "{hostile:?}");
+    }
+    // Rotation: the old token stops working, the new one works, without a restart.
+    std::fs::write(&token, "second-token").unwrap();
+    assert_eq!(
+        admin_get(port, "/metrics", b"authorization: Bearer first-token\r\n"),
+        401
+    );
+    assert_eq!(
+        admin_get(port, "/metrics", b"authorization: Bearer second-token\r\n"),
+        200
+    );
+    std::fs::remove_file(&token).unwrap();
+    assert_eq!(
+        admin_get(port, "/metrics", b"authorization: Bearer second-token\r\n"),
+        401,
+        "no file: nobody gets in"
+    );
+    assert_eq!(admin_get(port, "/readyz", b""), 200);
+    drop(silt);
+
+    let refused = Silt::try_start_with_env(&[("SILT_ADMIN_TOKEN_FILE", "/nonexistent/token")])
+        .err()
+        .expect("a missing token file stops the start");
+    assert!(
+        format!("{refused:#}").contains("admin_token_file"),
+        "{refused:#}"
+    );
+}
