@@ -4,7 +4,9 @@
 //! runs the part of each request that must happen in arrival order (for Produce: validation and
 //! the append); what may wait (the WAL sync, a Fetch long poll) runs as a task whose handle goes
 //! to the writer, which sends responses strictly in request order. The queue between them is
-//! bounded, which bounds the requests in flight per connection.
+//! bounded, which bounds the requests in flight per connection, and Fetch responses (the only
+//! large ones) reserve their size in a per-connection byte budget until they are written, which
+//! bounds the memory a client that sends requests and never reads can pin.
 //!
 //! A listener has a security protocol: TLS listeners complete a handshake (bounded by
 //! `tls.handshake_timeout_ms`) before the first request; SASL listeners accept only
@@ -29,9 +31,21 @@ use tracing::Instrument;
 /// Requests a connection may have in flight before the reader stops reading.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// Response bytes a connection may have reserved and not yet written: above one Fetch
+/// response's bound (55 MiB), so one fetch always fits; a second waits (and the reader with it,
+/// as Kafka serves one request per connection at a time) until the first is written.
+pub const MAX_QUEUED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A fresh connection's response budget.
+pub fn response_budget() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_RESPONSE_BYTES))
+}
+
 /// A response frame (length prefix included).
 pub enum Frame {
     Bytes(Bytes),
+    /// A frame holding part of the connection's response budget, given back once written.
+    Reserved(Bytes, tokio::sync::OwnedSemaphorePermit),
     /// acks=0 Produce: no response at all.
     NoResponse,
     /// The response could not be encoded: the connection is closed rather than left waiting.
@@ -139,6 +153,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut auth = api::sasl::Auth::new(listener.protocol.sasl(), principal);
     let (tx, mut rx) = mpsc::channel::<(Reply, &'static str, std::time::Instant)>(MAX_IN_FLIGHT);
+    let responses = response_budget();
     let metrics = crate::metrics::metrics();
     metrics.connections.inc();
     let writer_task = tokio::spawn(async move {
@@ -169,7 +184,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 .with_label_values(&[api])
                 .observe(started.elapsed().as_secs_f64());
             match frame {
-                Frame::Bytes(bytes) => {
+                // A reservation is given back here, when the bytes are written (or dropped).
+                Frame::Bytes(bytes) | Frame::Reserved(bytes, _) => {
                     if writer.write_all(&bytes).await.is_err() {
                         abort_rest(&mut rx);
                         return;
@@ -222,6 +238,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                         listener.clone(),
                         auth.principal(),
                         broker.authorizer.clone(),
+                        responses.clone(),
                     );
                     (dispatch(&broker, body, &session).await?, false)
                 }

@@ -895,6 +895,12 @@ pub mod raw {
             version: i16,
             request: &R,
         ) -> anyhow::Result<R::Response> {
+            let correlation_id = self.send(version, request)?;
+            self.receive::<R>(version, correlation_id)
+        }
+
+        /// Sends a request without waiting for its response; returns its correlation id.
+        pub fn send<R: Request>(&mut self, version: i16, request: &R) -> anyhow::Result<i32> {
             self.correlation_id += 1;
             let header = RequestHeader::default()
                 .with_request_api_key(R::KEY)
@@ -908,6 +914,15 @@ pub mod raw {
             let len = (buf.len() - 4) as i32;
             buf[0..4].copy_from_slice(&len.to_be_bytes());
             self.stream.write_all(&buf)?;
+            Ok(self.correlation_id)
+        }
+
+        /// Reads the next response, which must answer `correlation_id`.
+        pub fn receive<R: Request>(
+            &mut self,
+            version: i16,
+            correlation_id: i32,
+        ) -> anyhow::Result<R::Response> {
             let mut len = [0u8; 4];
             self.stream.read_exact(&mut len)?;
             let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
@@ -917,10 +932,7 @@ pub mod raw {
                 &mut body,
                 <R::Response as HeaderVersion>::header_version(version),
             )?;
-            anyhow::ensure!(
-                header.correlation_id == self.correlation_id,
-                "correlation id"
-            );
+            anyhow::ensure!(header.correlation_id == correlation_id, "correlation id");
             let response = R::Response::decode(&mut body, version)?;
             anyhow::ensure!(!body.has_remaining(), "trailing bytes in response");
             Ok(response)

@@ -22,7 +22,10 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 /// Upper bound on one response's size, whatever the client asks (Kafka's `fetch.max.bytes`).
 const MAX_RESPONSE_BYTES: usize = 55 * 1024 * 1024;
 
-pub fn handle(
+/// Decodes, authorizes and reserves the response's bound in the connection's budget (here,
+/// in request order: a later fetch cannot hold what an earlier one waits for), then answers in
+/// a task whose frame keeps the reservation until the writer has sent it.
+pub async fn handle(
     broker: &Arc<Broker>,
     header: RequestHeader,
     body: &mut Bytes,
@@ -30,10 +33,26 @@ pub fn handle(
 ) -> anyhow::Result<Reply> {
     let request: FetchRequest = decode(&header, body)?;
     let authorized = authorize(broker, &request, session);
+    let reserve = response_bound(&request).min(crate::server::MAX_QUEUED_RESPONSE_BYTES);
+    let permit = session
+        .responses
+        .clone()
+        .acquire_many_owned(reserve as u32)
+        .await?;
     let broker = broker.clone();
     Ok(Reply::Later(tokio::spawn(async move {
-        respond(&broker, &header, request, authorized).await
+        match respond(&broker, &header, request, authorized).await {
+            Frame::Bytes(bytes) => Frame::Reserved(bytes, permit),
+            other => other,
+        }
     })))
+}
+
+/// What a response to `request` may hold: its records (`max_bytes`, capped; the first batch
+/// may exceed it, KIP-74, by at most one batch) and a per-partition allowance for the rest.
+fn response_bound(request: &FetchRequest) -> usize {
+    let partitions: usize = request.topics.iter().map(|t| t.partitions.len()).sum();
+    (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES) + 64 * partitions + 1024
 }
 
 /// READ on each requested topic, in request order: decided once, not on every read of a long

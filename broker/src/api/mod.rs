@@ -162,7 +162,7 @@ pub async fn handle(
             Reply::Now(offset_delete::handle(broker, &header, &mut body, session).await?)
         }
         ApiKey::Produce => produce::handle(broker, header, &mut body, session).await?,
-        ApiKey::Fetch => fetch::handle(broker, header, &mut body, session)?,
+        ApiKey::Fetch => fetch::handle(broker, header, &mut body, session).await?,
         // Timestamp lookups read and decompress batches: off the runtime threads.
         ApiKey::ListOffsets => {
             let broker = broker.clone();

@@ -35,6 +35,10 @@ pub struct Session {
     /// `User:alice`, `User:CN=client,O=Example`, or [`ANONYMOUS`].
     pub principal: Arc<str>,
     authorizer: Arc<Authorizer>,
+    /// The connection's budget for response bytes not yet written to the client (see
+    /// [`crate::server::MAX_QUEUED_RESPONSE_BYTES`]): a Fetch reserves its response's bound
+    /// here, in request order, and gives it back once its response is written.
+    pub responses: Arc<tokio::sync::Semaphore>,
 }
 
 impl Session {
@@ -43,6 +47,7 @@ impl Session {
         listener: Arc<Listener>,
         principal: Arc<str>,
         authorizer: Arc<Authorizer>,
+        responses: Arc<tokio::sync::Semaphore>,
     ) -> Session {
         Session {
             peer: peer.to_string(),
@@ -50,6 +55,7 @@ impl Session {
             listener,
             principal,
             authorizer,
+            responses,
         }
     }
 
@@ -102,6 +108,7 @@ impl Session {
             }),
             principal: ANONYMOUS.into(),
             authorizer,
+            responses: crate::server::response_budget(),
         }
     }
 }

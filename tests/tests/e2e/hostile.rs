@@ -246,3 +246,100 @@ mod produce_errors {
         assert_alive(&silt);
     }
 }
+
+/// The broker's resident memory (VmRSS), bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// A client that pipelines Fetch requests for megabytes each and never reads pins at most the
+/// connection's response budget (64 MiB), not one response per request in flight (32 × 16 MiB
+/// here, 64 × 55 MiB at worst); once it reads, every response arrives, in order, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_pins_bounded_memory() {
+    use bytes::Bytes;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use silt_e2e::raw;
+    use silt_e2e::records::{self, BatchSpec};
+
+    let silt = Silt::start();
+    silt_e2e::kafka::create_topic(&silt.bootstrap(), "wide", 1, &[]).await;
+    let name = || TopicName(StrBytes::from_static_str("wide"));
+    let mut produced = 0usize;
+    for _ in 0..18 {
+        let batch = records::batch(BatchSpec {
+            count: 900,
+            value: vec![b'v'; 1000],
+            ..BatchSpec::default()
+        });
+        produced += batch.len();
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch.to_vec())))])]);
+        let response = raw::call(&silt.bootstrap(), 9, &request).expect("produce");
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(55 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(55 << 20)])]);
+    let records_of = |r: &kafka_protocol::messages::FetchResponse| {
+        r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map_or(0, |b| b.len())
+    };
+    // Warm up (allocator arenas, page cache): one fetch read whole.
+    let mut conn = raw::Conn::connect(&silt.bootstrap()).unwrap();
+    let first = conn.call(11, &fetch).expect("fetch");
+    assert_eq!(records_of(&first), produced);
+    let before = rss(silt.pid());
+
+    let sent: Vec<i32> = (0..32).map(|_| conn.send(11, &fetch).unwrap()).collect();
+    // Without the budget every fetch completes and its 16 MiB response waits in memory: more
+    // than 300 MiB within a few seconds. With it, one or two are held at a time.
+    let mut peak = before;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss(silt.pid()));
+    }
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "RSS {} MiB before, peak {} MiB with 32 unread 16 MiB fetches",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        grown < 200 << 20,
+        "a client that never reads pinned {} MiB",
+        grown >> 20
+    );
+    for correlation_id in sent {
+        let response = conn
+            .receive::<FetchRequest>(11, correlation_id)
+            .expect("every response, in order");
+        assert_eq!(records_of(&response), produced);
+    }
+    assert_alive(&silt);
+}
