@@ -415,6 +415,10 @@ pub struct TieringSettings {
     /// Concurrent GETs for reads from the bucket (catch-up consumers).
     pub read_concurrency: usize,
     pub readahead_blocks: u64,
+    /// The longest one Fetch waits for the bucket (Kafka's `remote.fetch.max.timeout.ms`):
+    /// partitions whose read from the bucket is not done by then are answered
+    /// KAFKA_STORAGE_ERROR (retriable for every client) and the rest of the response goes out.
+    pub remote_fetch_max_wait_ms: u64,
 }
 
 impl Default for TieringSettings {
@@ -435,6 +439,7 @@ impl Default for TieringSettings {
             cache_disk_bytes: 1024 * 1024 * 1024,
             read_concurrency: 8,
             readahead_blocks: 4,
+            remote_fetch_max_wait_ms: 10_000,
         }
     }
 }
@@ -689,6 +694,11 @@ impl Config {
             t.multipart_bytes >= 5 * 1024 * 1024,
             "tiering.multipart_bytes must be at least 5 MiB (S3's smallest part), got {}",
             t.multipart_bytes
+        );
+        anyhow::ensure!(
+            (10..=300_000).contains(&t.remote_fetch_max_wait_ms),
+            "tiering.remote_fetch_max_wait_ms must be between 10 and 300000, got {}",
+            t.remote_fetch_max_wait_ms
         );
         anyhow::ensure!(
             t.upload_concurrency >= 1 && t.read_concurrency >= 1,

@@ -1191,13 +1191,15 @@ pub struct Exchange {
 
 /// A TCP proxy on a free loopback port in front of an HTTP server (the S3 server) that holds
 /// the bytes of every PUT request for `delay` before passing them on, so a broker's uploads
-/// are really in flight for that long; other requests pass at once. It records every
-/// request's line, arrival and answer. Its threads stop when it is dropped.
+/// are really in flight for that long (and GETs for their own delay, zero unless set); other
+/// requests pass at once. It records every request's line, arrival and answer. Its threads
+/// stop when it is dropped.
 pub struct SlowProxy {
     pub port: u16,
     exchanges: Arc<Mutex<Vec<Exchange>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    get_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SlowProxy {
@@ -1209,7 +1211,13 @@ impl SlowProxy {
         let exchanges: Arc<Mutex<Vec<Exchange>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(delay.as_millis() as u64));
-        let (ex, st, d) = (exchanges.clone(), stop.clone(), delay_ms.clone());
+        let get_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (ex, st, d, g) = (
+            exchanges.clone(),
+            stop.clone(),
+            delay_ms.clone(),
+            get_delay_ms.clone(),
+        );
         std::thread::spawn(move || {
             while !st.load(Relaxed) {
                 let Ok((client, _)) = listener.accept() else {
@@ -1220,7 +1228,13 @@ impl SlowProxy {
                     continue;
                 };
                 let _ = client.set_nonblocking(false);
-                Self::relay(client, server, d.clone(), ex.clone(), st.clone());
+                Self::relay(
+                    client,
+                    server,
+                    [d.clone(), g.clone()],
+                    ex.clone(),
+                    st.clone(),
+                );
             }
         });
         SlowProxy {
@@ -1228,7 +1242,16 @@ impl SlowProxy {
             exchanges,
             stop,
             delay_ms,
+            get_delay_ms,
         }
+    }
+
+    /// Holds GET requests (reads from the bucket) this long from now on.
+    pub fn set_get_delay(&self, delay: Duration) {
+        self.get_delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Changes the hold for PUTs from now on (bytes already held keep their time).
@@ -1243,7 +1266,7 @@ impl SlowProxy {
     fn relay(
         client: std::net::TcpStream,
         server: std::net::TcpStream,
-        delay_ms: Arc<std::sync::atomic::AtomicU64>,
+        [delay_ms, get_delay_ms]: [Arc<std::sync::atomic::AtomicU64>; 2],
         exchanges: Arc<Mutex<Vec<Exchange>>>,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) {
@@ -1276,7 +1299,8 @@ impl SlowProxy {
         let (ex, st, m) = (exchanges.clone(), stop.clone(), mine.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
-            let mut hold = false;
+            // The delay that applies to the request being relayed (PUT, GET, or none).
+            let mut hold: Option<&Arc<std::sync::atomic::AtomicU64>> = None;
             while !st.load(Relaxed) {
                 let n = match read_some(&mut from_client, &mut buf) {
                     Got::Bytes(n) => n,
@@ -1291,7 +1315,13 @@ impl SlowProxy {
                         .next()
                         .unwrap_or("")
                         .to_string();
-                    hold = line.starts_with("PUT ");
+                    hold = if line.starts_with("PUT ") {
+                        Some(&delay_ms)
+                    } else if line.starts_with("GET ") {
+                        Some(&get_delay_ms)
+                    } else {
+                        None
+                    };
                     let mut all = ex.lock().expect("proxy lock");
                     all.push(Exchange {
                         request: line,
@@ -1300,8 +1330,8 @@ impl SlowProxy {
                     });
                     m.lock().expect("proxy lock").push(all.len() - 1);
                 }
-                let delay = Duration::from_millis(delay_ms.load(Relaxed));
-                let at = Instant::now() + if hold { delay } else { Duration::ZERO };
+                let delay = hold.map_or(0, |d| d.load(Relaxed));
+                let at = Instant::now() + Duration::from_millis(delay);
                 if queue.send((at, chunk.to_vec())).is_err() {
                     return;
                 }

@@ -124,6 +124,10 @@ async fn read_once(
     authorized: &[bool],
 ) -> (FetchResponse, usize, bool) {
     let mut remaining = (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES);
+    // One deadline for every read from the bucket in this response: a slow or unreachable
+    // store delays the answer by at most this, whatever its own retries would take.
+    let bucket_deadline =
+        Instant::now() + Duration::from_millis(broker.config.tiering.remote_fetch_max_wait_ms);
     let mut total = 0usize;
     let mut has_error = false;
     let read_committed = request.isolation_level == 1;
@@ -176,12 +180,18 @@ async fn read_once(
             // Below the local log: from the segment object, through the read cache.
             if let Ok(r) = &mut read {
                 if let Some(seg) = r.remote.take() {
-                    match broker
+                    let read = broker
                         .tier
                         .reader
-                        .read(&seg, fp.fetch_offset, limit, total == 0)
-                        .await
-                    {
+                        .read(&seg, fp.fetch_offset, limit, total == 0);
+                    let read = match tokio::time::timeout_at(bucket_deadline, read).await {
+                        Ok(read) => read.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "no answer within tiering.remote_fetch_max_wait_ms ({} ms)",
+                            broker.config.tiering.remote_fetch_max_wait_ms
+                        )),
+                    };
+                    match read {
                         Ok(bytes) => r.records = bytes.to_vec(),
                         Err(error) => {
                             tracing::warn!(topic = %partition.topic, partition = fp.partition, %error, "read from the bucket failed");

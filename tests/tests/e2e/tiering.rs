@@ -597,3 +597,85 @@ async fn retention_and_topic_deletion_delete_objects() {
         || s3.list("ret/topics/").is_empty(),
     );
 }
+
+/// A bucket that answers reads slowly delays a Fetch by at most
+/// `tiering.remote_fetch_max_wait_ms`: the partition is answered KAFKA_STORAGE_ERROR (which
+/// every client retries) instead of the fetch waiting for the store's own retries; when the
+/// bucket is quick again the same fetch gets the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bucket_delays_a_fetch_by_at_most_the_remote_wait() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let s3 = S3Server::start();
+    let proxy = silt_e2e::SlowProxy::start(s3.port, Duration::ZERO);
+    let mut env = s3.env("slow-read");
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_ENDPOINT" {
+            *v = format!("http://127.0.0.1:{}", proxy.port);
+        }
+    }
+    env.extend(FAST.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env.push((
+        "SILT_TIERING__REMOTE_FETCH_MAX_WAIT_MS".into(),
+        "300".into(),
+    ));
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let silt = Silt::start_with_env(&refs);
+    create_topic(
+        &silt.bootstrap(),
+        "cold",
+        1,
+        &[("segment.bytes", "65536"), ("local.retention.bytes", "0")],
+    )
+    .await;
+    produce_all(&silt.bootstrap(), "cold", 1, 3_000, "all").await;
+    wait_until(
+        &silt,
+        "local copies to be evicted",
+        Duration::from_secs(30),
+        || local_segments(&silt) <= 1,
+    );
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("cold")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+
+    // Every GET to the bucket now takes 5 s.
+    proxy.set_get_delay(Duration::from_secs(5));
+    let slow = raw::call(&silt.bootstrap(), 11, &fetch).expect("a slow bucket still answers");
+    let p = &slow.responses[0].partitions[0];
+    assert_eq!(
+        p.error_code,
+        ResponseError::KafkaStorageError.code(),
+        "the bucket's part of the fetch gave up"
+    );
+    assert!(
+        p.high_watermark >= 3_000,
+        "high watermark {}",
+        p.high_watermark
+    );
+
+    proxy.set_get_delay(Duration::ZERO);
+    let mut records = 0;
+    for _ in 0..20 {
+        let quick = raw::call(&silt.bootstrap(), 11, &fetch).expect("fetch");
+        let p = &quick.responses[0].partitions[0];
+        if p.error_code == 0 {
+            records = p.records.as_ref().map_or(0, |r| r.len());
+            break;
+        }
+        // A GET held from the slow phase may still be in the proxy's queue.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        records > 0,
+        "the records from the bucket once it is quick again"
+    );
+}
