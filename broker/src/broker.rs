@@ -924,6 +924,21 @@ impl Broker {
         // Membership outlives `cancel`: the lease is kept through the final flush and revoked
         // when the broker has stopped.
         let membership_stop = CancellationToken::new();
+        if self.clustered() {
+            let options = self.config.etcd.options(&self.config.metadata);
+            let connect: crate::cluster::ConnectStore = Box::new(move || {
+                Box::pin(async move {
+                    let store = silt_metadata::EtcdMetadataStore::connect(&options?).await?;
+                    Ok(Arc::new(store) as Arc<dyn silt_metadata::MetadataStore>)
+                })
+            });
+            if let Err(error) = self
+                .membership
+                .keep_alive_apart(connect, membership_stop.clone())
+            {
+                tracing::warn!(%error, "no thread for the lease keep-alive; the shared runtime keeps it");
+            }
+        }
         let membership = tokio::spawn(self.membership.clone().run(membership_stop.clone()));
         tokio::spawn(self.authorizer.clone().run(cancel.clone()));
         // Archiving waits on the object store; it runs apart so checkpoints never wait on it.

@@ -1,6 +1,10 @@
 //! Cluster membership: this broker's registration under a metadata-store lease, the lease's
 //! keep-alive, and the list of live brokers that Metadata and DescribeCluster report.
 //!
+//! On etcd the keep-alive runs on a thread of its own, with its own single-threaded runtime
+//! and its own connection ([`Membership::keep_alive_apart`]): runtime threads held by blocking
+//! work (a slow disk, a huge request) must not let the lease lapse and fence the broker.
+//!
 //! A registration is created only if absent, so node ids are unique among live brokers. It
 //! lives under the broker's lease: when the broker dies its lease expires (after
 //! `cluster.lease_ttl_ms`) and the registration disappears; when it stops cleanly it revokes
@@ -10,9 +14,11 @@
 
 use crate::config::ClusterSettings;
 use anyhow::Context;
+use futures::future::BoxFuture;
 use silt_metadata::catalog::{BrokerRegistration, Catalog};
 use silt_metadata::LeaseId;
-use std::sync::atomic::{AtomicI64, Ordering};
+use silt_metadata::MetadataStore;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -29,7 +35,16 @@ pub struct Membership {
     renewed: std::sync::Mutex<Instant>,
     /// Called when the lease turned out to have expired, before registering again.
     lease_lost: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The keep-alive runs apart ([`Membership::keep_alive_apart`] is connected): the lease
+    /// loop leaves it to that thread.
+    kept_apart: AtomicBool,
+    /// The thread apart found the lease expired: the lease loop registers again.
+    lost_apart: AtomicBool,
 }
+
+/// Opens the connection the keep-alive thread uses, on that thread's runtime.
+pub type ConnectStore =
+    Box<dyn FnOnce() -> BoxFuture<'static, anyhow::Result<Arc<dyn MetadataStore>>> + Send>;
 
 impl Membership {
     /// Registers this broker. A registration of the same node id that is still alive may be
@@ -80,6 +95,8 @@ impl Membership {
             live,
             renewed: std::sync::Mutex::new(started),
             lease_lost: std::sync::OnceLock::new(),
+            kept_apart: AtomicBool::new(false),
+            lost_apart: AtomicBool::new(false),
         }))
     }
 
@@ -138,26 +155,110 @@ impl Membership {
                 _ = tick.tick() => {}
             }
             let lease = self.lease();
-            let sent = Instant::now();
-            match self.catalog.store().keep_alive(lease).await {
-                Ok(()) => *self.renewed.lock().expect("renewed lock") = sent,
-                Err(silt_metadata::Error::LeaseNotFound(_)) => {
-                    tracing::error!(lease, "the broker's lease expired (metadata store unreachable, or this process paused, for a whole TTL); stepping down and registering again");
-                    if let Some(f) = self.lease_lost.get() {
-                        f();
-                    }
-                    if let Err(error) = self.reregister().await {
-                        tracing::warn!(%error, "registering again failed; retrying");
-                    }
+            if self.kept_apart.load(Ordering::Acquire) {
+                if self.lost_apart.swap(false, Ordering::AcqRel) {
+                    self.lost(lease).await;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, lease, "keeping the broker's lease alive failed")
+            } else {
+                match self.keep_alive_once(self.catalog.store().as_ref()).await {
+                    Ok(()) => {}
+                    Err(silt_metadata::Error::LeaseNotFound(_)) => self.lost(lease).await,
+                    Err(error) => {
+                        tracing::warn!(%error, lease, "keeping the broker's lease alive failed")
+                    }
                 }
             }
             if let Err(error) = self.refresh_live().await {
                 tracing::debug!(%error, "listing live brokers failed");
             }
         }
+    }
+
+    /// One keep-alive through `store`; a success moves `renewed` to when it was sent.
+    async fn keep_alive_once(&self, store: &dyn MetadataStore) -> silt_metadata::Result<()> {
+        let sent = Instant::now();
+        // Bounded: an answer later than a TTL is no renewal anyway.
+        let answer = tokio::time::timeout(self.ttl, store.keep_alive(self.lease()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(silt_metadata::Error::Unavailable(format!(
+                    "no answer to the keep-alive within {:?}",
+                    self.ttl
+                )))
+            });
+        if answer.is_ok() {
+            *self.renewed.lock().expect("renewed lock") = sent;
+        }
+        answer
+    }
+
+    async fn lost(&self, lease: LeaseId) {
+        tracing::error!(lease, "the broker's lease expired (metadata store unreachable, or this process paused, for a whole TTL); stepping down and registering again");
+        if let Some(f) = self.lease_lost.get() {
+            f();
+        }
+        if let Err(error) = self.reregister().await {
+            tracing::warn!(%error, "registering again failed; retrying");
+        }
+    }
+
+    /// Keeps the lease alive from a thread of its own, on a single-threaded runtime of its
+    /// own, through the store `connect` opens there (its own connection), every third of the
+    /// TTL until `stop`. Until it has connected, and if it cannot, the lease loop keeps the
+    /// lease itself; once it runs, the lease loop only registers again when this thread finds
+    /// the lease expired, and refreshes the live list.
+    pub fn keep_alive_apart(
+        self: &Arc<Self>,
+        connect: ConnectStore,
+        stop: CancellationToken,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("silt-lease".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(error) => {
+                        tracing::warn!(%error, "no runtime for the lease keep-alive; the shared runtime keeps it");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        store = connect() => match store {
+                            Ok(store) => store,
+                            Err(error) => {
+                                tracing::warn!(error = %format!("{error:#}"), "no connection of its own for the lease keep-alive; the shared runtime keeps it");
+                                return;
+                            }
+                        },
+                    };
+                    this.kept_apart.store(true, Ordering::Release);
+                    let period = (this.ttl / 3).max(Duration::from_millis(100));
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tick.tick() => {}
+                        }
+                        match this.keep_alive_once(store.as_ref()).await {
+                            Ok(()) => {}
+                            Err(silt_metadata::Error::LeaseNotFound(_)) => {
+                                this.lost_apart.store(true, Ordering::Release);
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, lease = this.lease(), "keeping the broker's lease alive failed");
+                            }
+                        }
+                    }
+                    this.kept_apart.store(false, Ordering::Release);
+                });
+            })
     }
 
     async fn reregister(&self) -> anyhow::Result<()> {
@@ -204,5 +305,67 @@ async fn register(
             let _ = catalog.store().revoke_lease(lease).await;
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use silt_metadata::{EmbeddedMetadataStore, NodeId};
+
+    /// Both runtime threads held by blocking work for three lease TTLs: the keep-alive on its
+    /// own thread keeps the lease, so the broker neither loses it nor registers again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runtime_held_by_blocking_work_does_not_let_the_lease_lapse() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(EmbeddedMetadataStore::open(dir.path()).unwrap());
+        let registration = BrokerRegistration {
+            node: NodeId(1),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            started_ms: 0,
+            listeners: Default::default(),
+        };
+        let settings = ClusterSettings {
+            lease_ttl_ms: 1_000,
+            rack: None,
+        };
+        let membership = Membership::join(Catalog::new(store.clone()), registration, &settings)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let own = store.clone();
+        membership
+            .keep_alive_apart(
+                Box::new(move || Box::pin(async move { Ok(own) })),
+                stop.clone(),
+            )
+            .unwrap();
+        let lease_loop = tokio::spawn(membership.clone().run(stop.clone()));
+        for _ in 0..100 {
+            if membership.kept_apart.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(membership.kept_apart.load(Ordering::Acquire));
+        let lease = membership.lease();
+
+        // Two tasks that block their worker threads for 3 s (a disk that stalls, say).
+        let hold = || tokio::spawn(async { std::thread::sleep(Duration::from_secs(3)) });
+        let (a, b) = (hold(), hold());
+        a.await.unwrap();
+        b.await.unwrap();
+
+        store
+            .keep_alive(lease)
+            .await
+            .expect("the lease outlived the stall");
+        assert_eq!(membership.lease(), lease, "never registered again");
+        assert!(membership.healthy());
+        stop.cancel();
+        lease_loop.await.unwrap();
     }
 }

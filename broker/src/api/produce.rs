@@ -58,124 +58,128 @@ pub async fn handle(
     // A broker cut off from the metadata store (or paused) past its lease may have been
     // replaced as leader: it acknowledges nothing until it is sure again.
     let member = !broker.clustered() || broker.membership.healthy();
-    for topic_data in request.topic_data {
-        let authorized = transactional.is_some()
-            || session.allowed(
-                Operation::Write,
-                ResourceType::Topic,
-                topic_data.name.as_str(),
-            );
-        let topic = broker.topic(topic_data.name.as_str());
-        let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
-        for pd in topic_data.partition_data {
-            let fail = |e: ResponseError, m: String| PartitionOutcome {
-                index: pd.index,
-                result: Err((e, m)),
-            };
-            if !matches!(acks, -1..=1) {
-                outcomes.push(fail(
-                    ResponseError::InvalidRequiredAcks,
-                    format!("acks={acks}"),
-                ));
-                continue;
-            }
-            if let Some(message) = transactional {
-                outcomes.push(fail(
-                    ResponseError::TransactionalIdAuthorizationFailed,
-                    message.into(),
-                ));
-                continue;
-            }
-            if !authorized {
-                outcomes.push(fail(ResponseError::TopicAuthorizationFailed, String::new()));
-                continue;
-            }
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
-                outcomes.push(fail(ResponseError::UnknownTopicOrPartition, String::new()));
-                continue;
-            };
-            if !member {
-                outcomes.push(fail(
-                    ResponseError::NotLeaderOrFollower,
-                    "this broker's cluster membership is not confirmed".into(),
-                ));
-                continue;
-            }
-            let _span = tracing::debug_span!(
-                "partition",
-                topic = %partition.topic,
-                partition = pd.index,
-                leader_epoch = partition.leader_epoch().0
-            )
-            .entered();
-            let Some(records) = pd.records else {
-                outcomes.push(fail(ResponseError::CorruptMessage, "no records".into()));
-                continue;
-            };
-            if broker.tier.uploads.over_limit() {
-                outcomes.push(fail(
-                    ResponseError::NotEnoughReplicas,
-                    format!(
-                        "{} bytes are waiting for the object store; retry later",
-                        broker.tier.uploads.pending_bytes()
-                    ),
-                ));
-                continue;
-            }
-            let config = partition.config();
-            let mut records = BytesMut::from(&records[..]);
-            let limits = Limits {
-                max_message_bytes: config.max_message_bytes,
-                max_decompressed_bytes: broker.config.max_decompressed_batch_bytes,
-                require_keys: config.is_compacted(),
-            };
-            let batches = match validate_record_set(&records, &limits) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!(topic = %partition.topic, partition = pd.index, error = %e, "refused batch");
-                    outcomes.push(fail(batch_error_code(&e), e.to_string()));
+    // Validation (decompression included) and the appends (segment writes, a roll's fsync)
+    // block: the runtime's other tasks move to another thread meanwhile.
+    crate::blocking(|| {
+        for topic_data in request.topic_data {
+            let authorized = transactional.is_some()
+                || session.allowed(
+                    Operation::Write,
+                    ResourceType::Topic,
+                    topic_data.name.as_str(),
+                );
+            let topic = broker.topic(topic_data.name.as_str());
+            let mut outcomes = Vec::with_capacity(topic_data.partition_data.len());
+            for pd in topic_data.partition_data {
+                let fail = |e: ResponseError, m: String| PartitionOutcome {
+                    index: pd.index,
+                    result: Err((e, m)),
+                };
+                if !matches!(acks, -1..=1) {
+                    outcomes.push(fail(
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks={acks}"),
+                    ));
                     continue;
                 }
-            };
-            match partition.append(&mut records, &batches, &broker.wal) {
-                Ok(appended) => {
-                    let m = crate::metrics::metrics();
-                    let records_in: u64 = batches
-                        .iter()
-                        .map(|(h, _)| h.record_count.max(0) as u64)
-                        .sum();
-                    m.records_in
-                        .with_label_values(&[partition.topic.as_str()])
-                        .inc_by(records_in);
-                    m.bytes_in
-                        .with_label_values(&[partition.topic.as_str()])
-                        .inc_by(records.len() as u64);
-                    max_seq = max_seq.max(appended.wal_seq);
-                    if acks == -1 && partition.durability_object() {
-                        recorded_waits.push((
-                            partition.clone(),
-                            appended.end_offset,
-                            appended.leader_epoch,
-                            (topics.len(), outcomes.len()),
-                        ));
-                    }
-                    outcomes.push(PartitionOutcome {
-                        index: pd.index,
-                        result: Ok((
-                            appended.base_offset,
-                            appended.log_append_time,
-                            appended.log_start,
-                        )),
-                    });
+                if let Some(message) = transactional {
+                    outcomes.push(fail(
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        message.into(),
+                    ));
+                    continue;
                 }
-                Err(e) => {
-                    tracing::warn!(topic = %partition.topic, partition = pd.index, error = %e, "append failed");
-                    outcomes.push(fail(error_code(&e), e.to_string()));
+                if !authorized {
+                    outcomes.push(fail(ResponseError::TopicAuthorizationFailed, String::new()));
+                    continue;
+                }
+                let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
+                    outcomes.push(fail(ResponseError::UnknownTopicOrPartition, String::new()));
+                    continue;
+                };
+                if !member {
+                    outcomes.push(fail(
+                        ResponseError::NotLeaderOrFollower,
+                        "this broker's cluster membership is not confirmed".into(),
+                    ));
+                    continue;
+                }
+                let _span = tracing::debug_span!(
+                    "partition",
+                    topic = %partition.topic,
+                    partition = pd.index,
+                    leader_epoch = partition.leader_epoch().0
+                )
+                .entered();
+                let Some(records) = pd.records else {
+                    outcomes.push(fail(ResponseError::CorruptMessage, "no records".into()));
+                    continue;
+                };
+                if broker.tier.uploads.over_limit() {
+                    outcomes.push(fail(
+                        ResponseError::NotEnoughReplicas,
+                        format!(
+                            "{} bytes are waiting for the object store; retry later",
+                            broker.tier.uploads.pending_bytes()
+                        ),
+                    ));
+                    continue;
+                }
+                let config = partition.config();
+                let mut records = BytesMut::from(&records[..]);
+                let limits = Limits {
+                    max_message_bytes: config.max_message_bytes,
+                    max_decompressed_bytes: broker.config.max_decompressed_batch_bytes,
+                    require_keys: config.is_compacted(),
+                };
+                let batches = match validate_record_set(&records, &limits) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::debug!(topic = %partition.topic, partition = pd.index, error = %e, "refused batch");
+                        outcomes.push(fail(batch_error_code(&e), e.to_string()));
+                        continue;
+                    }
+                };
+                match partition.append(&mut records, &batches, &broker.wal) {
+                    Ok(appended) => {
+                        let m = crate::metrics::metrics();
+                        let records_in: u64 = batches
+                            .iter()
+                            .map(|(h, _)| h.record_count.max(0) as u64)
+                            .sum();
+                        m.records_in
+                            .with_label_values(&[partition.topic.as_str()])
+                            .inc_by(records_in);
+                        m.bytes_in
+                            .with_label_values(&[partition.topic.as_str()])
+                            .inc_by(records.len() as u64);
+                        max_seq = max_seq.max(appended.wal_seq);
+                        if acks == -1 && partition.durability_object() {
+                            recorded_waits.push((
+                                partition.clone(),
+                                appended.end_offset,
+                                appended.leader_epoch,
+                                (topics.len(), outcomes.len()),
+                            ));
+                        }
+                        outcomes.push(PartitionOutcome {
+                            index: pd.index,
+                            result: Ok((
+                                appended.base_offset,
+                                appended.log_append_time,
+                                appended.log_start,
+                            )),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %partition.topic, partition = pd.index, error = %e, "append failed");
+                        outcomes.push(fail(error_code(&e), e.to_string()));
+                    }
                 }
             }
+            topics.push((topic_data.name, outcomes));
         }
-        topics.push((topic_data.name, outcomes));
-    }
+    });
 
     // Backpressure: while the WAL has much unsynced data, this connection reads no further
     // request until its own appends are durable (acks=0 producers included).
