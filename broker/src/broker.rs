@@ -924,6 +924,9 @@ impl Broker {
         // Membership outlives `cancel`: the lease is kept through the final flush and revoked
         // when the broker has stopped.
         let membership_stop = CancellationToken::new();
+        // Cancelled however this future ends (a shutdown that overran its deadline drops it):
+        // the lease thread must not keep a stopping broker looking alive.
+        let _membership_stopped = membership_stop.clone().drop_guard();
         if self.clustered() {
             let options = self.config.etcd.options(&self.config.metadata);
             let connect: crate::cluster::ConnectStore = Box::new(move || {

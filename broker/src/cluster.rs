@@ -38,8 +38,9 @@ pub struct Membership {
     /// The keep-alive runs apart ([`Membership::keep_alive_apart`] is connected): the lease
     /// loop leaves it to that thread.
     kept_apart: AtomicBool,
-    /// The thread apart found the lease expired: the lease loop registers again.
-    lost_apart: AtomicBool,
+    /// The lease the thread apart found expired (0: none): the lease loop registers again if
+    /// it is still the current one (not one already replaced).
+    lost_apart: AtomicI64,
 }
 
 /// Opens the connection the keep-alive thread uses, on that thread's runtime.
@@ -96,7 +97,7 @@ impl Membership {
             renewed: std::sync::Mutex::new(started),
             lease_lost: std::sync::OnceLock::new(),
             kept_apart: AtomicBool::new(false),
-            lost_apart: AtomicBool::new(false),
+            lost_apart: AtomicI64::new(0),
         }))
     }
 
@@ -156,11 +157,14 @@ impl Membership {
             }
             let lease = self.lease();
             if self.kept_apart.load(Ordering::Acquire) {
-                if self.lost_apart.swap(false, Ordering::AcqRel) {
+                if self.lost_apart.swap(0, Ordering::AcqRel) == lease {
                     self.lost(lease).await;
                 }
             } else {
-                match self.keep_alive_once(self.catalog.store().as_ref()).await {
+                match self
+                    .keep_alive_once(self.catalog.store().as_ref(), lease)
+                    .await
+                {
                     Ok(()) => {}
                     Err(silt_metadata::Error::LeaseNotFound(_)) => self.lost(lease).await,
                     Err(error) => {
@@ -175,10 +179,14 @@ impl Membership {
     }
 
     /// One keep-alive through `store`; a success moves `renewed` to when it was sent.
-    async fn keep_alive_once(&self, store: &dyn MetadataStore) -> silt_metadata::Result<()> {
+    async fn keep_alive_once(
+        &self,
+        store: &dyn MetadataStore,
+        lease: LeaseId,
+    ) -> silt_metadata::Result<()> {
         let sent = Instant::now();
         // Bounded: an answer later than a TTL is no renewal anyway.
-        let answer = tokio::time::timeout(self.ttl, store.keep_alive(self.lease()))
+        let answer = tokio::time::timeout(self.ttl, store.keep_alive(lease))
             .await
             .unwrap_or_else(|_| {
                 Err(silt_metadata::Error::Unavailable(format!(
@@ -186,7 +194,8 @@ impl Membership {
                     self.ttl
                 )))
             });
-        if answer.is_ok() {
+        // A renewal of a lease already replaced says nothing about the current one.
+        if answer.is_ok() && lease == self.lease() {
             *self.renewed.lock().expect("renewed lock") = sent;
         }
         answer
@@ -246,10 +255,11 @@ impl Membership {
                             _ = stop.cancelled() => break,
                             _ = tick.tick() => {}
                         }
-                        match this.keep_alive_once(store.as_ref()).await {
+                        let lease = this.lease();
+                        match this.keep_alive_once(store.as_ref(), lease).await {
                             Ok(()) => {}
                             Err(silt_metadata::Error::LeaseNotFound(_)) => {
-                                this.lost_apart.store(true, Ordering::Release);
+                                this.lost_apart.store(lease, Ordering::Release);
                             }
                             Err(error) => {
                                 tracing::warn!(%error, lease = this.lease(), "keeping the broker's lease alive failed");

@@ -29,7 +29,6 @@ use std::fs::File;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Takes an exclusive `flock` on `<data-dir>/LOCK` so two brokers never share a data dir.
 /// Runs blocking work (disk writes, decompression) inline without stalling the runtime: on a
 /// multi-threaded runtime its worker first hands its other tasks to another thread
 /// (`block_in_place`); elsewhere (a single-threaded test runtime) it just runs.
@@ -40,6 +39,7 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Takes an exclusive `flock` on `<data-dir>/LOCK` so two brokers never share a data dir.
 pub fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;

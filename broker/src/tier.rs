@@ -313,6 +313,9 @@ fn own_unrecorded(
 const COMMIT_ATTEMPTS: u32 = 64;
 /// Attempts at the commit of data a takeover keeps (the takeover itself is retried after).
 const RECORD_NOW_ATTEMPTS: u32 = 8;
+/// The longest [`Tier::record_now`] tries to upload its object before the takeover gives up
+/// (and is tried again at the next leadership round, the local log untouched).
+const RECORD_NOW_UPLOAD_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Tier {
     pub store: Arc<dyn ObjectStore>,
@@ -718,9 +721,16 @@ impl Tier {
         extents: Vec<WalExtent>,
     ) -> anyhow::Result<Option<CommitRecord>> {
         let key = layout::wal_object_key(self.node, self.generation, seq);
-        store::upload_with_retry(self.store.as_ref(), &key, bytes, usize::MAX, &self.cancel)
-            .await
-            .with_context(|| format!("upload {key}"))?;
+        // Bounded: a takeover waits on this, and a store that refuses every PUT must not hold
+        // the leadership round (and the controller's work) forever; the takeover is retried.
+        tokio::time::timeout(
+            RECORD_NOW_UPLOAD_DEADLINE,
+            store::upload_with_retry(self.store.as_ref(), &key, bytes, usize::MAX, &self.cancel),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no upload within {RECORD_NOW_UPLOAD_DEADLINE:?}"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| format!("upload {key}"))?;
         let commit_key = Catalog::commit_key(self.node, self.generation, seq);
         let record = CommitRecord {
             object: key.to_string(),
