@@ -274,7 +274,7 @@ impl Broker {
                 .context("read commit records")?;
             for topic in topics.values() {
                 for p in &topic.partitions {
-                    let (from, to) = tier
+                    let recovered = tier
                         .recover(
                             p,
                             &p.record(),
@@ -286,7 +286,18 @@ impl Broker {
                         .with_context(|| {
                             format!("recover {}-{} from the bucket", p.topic, p.index)
                         })?;
-                    unrecorded.push((p.clone(), from, to));
+                    let crate::tier::Recovered::Ready {
+                        recorded_end,
+                        log_end,
+                    } = recovered
+                    else {
+                        anyhow::bail!(
+                            "{}-{}: kept data is recorded only by a takeover",
+                            p.topic,
+                            p.index
+                        );
+                    };
+                    unrecorded.push((p.clone(), recorded_end, log_end));
                 }
             }
             // Producer state: the newest snapshot plus the batches after it.

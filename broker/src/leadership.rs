@@ -342,21 +342,26 @@ async fn take_over(
     prefetched: &crate::tier::Prefetched,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let local = crate::tier::LocalLog::Rebuild { wal: &broker.wal };
-    let (mut recorded_end, kept_end) = broker
+    // This broker's own data of the last epoch, never recorded (acks=0/1, or a `local` topic,
+    // before a restart), is recorded by the rebuild in that epoch, so the term below begins at
+    // the recorded end like every term.
+    let recorded_end = match broker
         .tier
-        .recover(p, &v.record, commits, local, prefetched)
-        .await?;
-    if kept_end > recorded_end {
-        // This broker's own data of the last epoch, never recorded (acks=0/1, or a `local`
-        // topic, before a restart): recorded now, in that epoch, so the term below begins at
-        // the recorded end like every term.
-        if !broker.tier.record_now(p, recorded_end, kept_end).await? {
+        .recover(
+            p,
+            &v.record,
+            commits,
+            crate::tier::LocalLog::Rebuild,
+            prefetched,
+        )
+        .await?
+    {
+        crate::tier::Recovered::Ready { recorded_end, .. } => recorded_end,
+        crate::tier::Recovered::Moved => {
             tracing::info!(topic = %p.topic, partition = p.index, "the partition moved while its unrecorded data was being recorded; trying again");
             return Ok(());
         }
-        recorded_end = kept_end;
-    }
+    };
     p.load_producers()?;
     let next = v.record.begin_term(broker.node_id, Offset(recorded_end));
     match broker

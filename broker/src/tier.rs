@@ -252,13 +252,24 @@ impl Prefetched {
 }
 
 /// What [`Tier::recover`] does with the local log.
-#[derive(Clone, Copy)]
-pub enum LocalLog<'a> {
+#[derive(Clone, Copy, Debug)]
+pub enum LocalLog {
     /// One node: nobody else writes, so the local log is kept where it joins the bucket.
     Keep,
     /// A takeover: rebuilt from the bucket; this broker's own unrecorded data of the last epoch
-    /// is kept (written to `wal` first).
-    Rebuild { wal: &'a crate::log::wal::Wal },
+    /// is recorded in the bucket first, so the rebuild reads it back like the rest.
+    Rebuild,
+}
+
+/// What [`Tier::recover`] found.
+#[derive(Debug)]
+pub enum Recovered {
+    /// The log is rebuilt: it holds the recorded prefix (`..recorded_end`) and, on one node,
+    /// local data never recorded after it (`..log_end`), which the caller re-queues.
+    Ready { recorded_end: i64, log_end: i64 },
+    /// The commit of kept unrecorded data was fenced: the partition moved meanwhile. Nothing
+    /// was changed; the takeover is tried again.
+    Moved,
 }
 
 /// The local batches of `p` past `recorded_end` a takeover may keep: all of them, if every one
@@ -490,19 +501,20 @@ impl Tier {
             .collect())
     }
 
-    /// Rebuilds what the local disk lacks from the bucket and returns the range of local data
-    /// never recorded (`from..to`), which the caller re-queues or records. With
-    /// [`LocalLog::Rebuild`] the local log is dropped and rebuilt from the manifest and the
-    /// recorded tail (a takeover: local data may come from an older term that another leader
-    /// overwrote), keeping only this broker's own unrecorded data of the last epoch.
+    /// Rebuilds what the local disk lacks from the bucket. With [`LocalLog::Keep`] local data
+    /// never recorded stays (the caller re-queues it). With [`LocalLog::Rebuild`] the local log
+    /// is dropped and rebuilt from the manifest and the recorded tail (a takeover: local data
+    /// may come from an older term that another leader overwrote); this broker's own
+    /// unrecorded data of the last epoch is recorded in the bucket before anything local is
+    /// cut, so a failed read, a crash or a WAL checkpoint during the rebuild cannot lose it.
     pub async fn recover(
         &self,
         p: &Arc<Partition>,
         record: &PartitionRecord,
         commits: &[(String, CommitRecord)],
-        local: LocalLog<'_>,
+        local: LocalLog,
         prefetched: &Prefetched,
-    ) -> anyhow::Result<(i64, i64)> {
+    ) -> anyhow::Result<Recovered> {
         let mut manifest = match &record.manifest {
             Some(key) => {
                 let path = Path::from(key.as_str());
@@ -516,6 +528,8 @@ impl Tier {
         };
         manifest.log_start = manifest.log_start.max(record.log_start);
         let archived_end = manifest.end().0;
+        // Declared before `tail`, which borrows it.
+        let own: Option<(CommitRecord, Bytes)>;
         let mut tail: Vec<(&str, &WalExtent)> = commits
             .iter()
             .flat_map(|(_, c)| c.extents.iter().map(move |e| (c.object.as_str(), e)))
@@ -543,30 +557,29 @@ impl Tier {
             }
             recorded_end = recorded_end.max(e.end().0);
         }
-        let mut own = Vec::new();
-        if let LocalLog::Rebuild { wal } = local {
-            own = own_unrecorded(p, record, recorded_end)?;
-            // Durable in this run's WAL before the local log goes: a crash during the rebuild
-            // finds them there (and replays them, as they fit the epoch history).
-            let mut last = None;
-            for (h, bytes) in &own {
-                last = Some(
-                    wal.append(
-                        &p.topic_id.0,
-                        p.index,
-                        bytes,
-                        p.clone(),
-                        h.last_offset() + 1,
-                    )
-                    .map_err(|f| anyhow::anyhow!("the WAL refuses writes: {}", f.0))?,
-                );
-            }
-            if let Some(seq) = last {
-                wal.wait_synced(seq)
-                    .await
-                    .map_err(|f| anyhow::anyhow!("the WAL refuses writes: {}", f.0))?;
+        if let LocalLog::Rebuild = local {
+            let kept = own_unrecorded(p, record, recorded_end)?;
+            own = match kept.last() {
+                None => None,
+                Some((last, _)) => {
+                    // Recorded in the epoch it was written in, before the local log goes: from
+                    // here on the bucket holds it like the rest of the tail.
+                    let to = last.last_offset() + 1;
+                    let Some(recorded) = self.record_now(p, recorded_end, to).await? else {
+                        return Ok(Recovered::Moved);
+                    };
+                    tracing::info!(topic = %p.topic, partition = p.index, from = recorded_end, to, batches = kept.len(), object = %recorded.0.object, "recorded this broker's own unrecorded data of the partition's last epoch");
+                    Some(recorded)
+                }
+            };
+            if let Some((commit, _)) = &own {
+                tail.extend(commit.extents.iter().map(|e| (commit.object.as_str(), e)));
+                recorded_end =
+                    recorded_end.max(commit.extents.iter().map(|e| e.end().0).max().unwrap_or(0));
             }
             p.reset_local(archived_end)?;
+        } else {
+            own = None;
         }
         let local_end = p.log_end();
         // The local log must join the archived segments without a gap.
@@ -592,7 +605,18 @@ impl Tier {
             let store = self.store.clone();
             let mut reads = futures::stream::iter(wanted)
                 .map(|(object, range)| {
-                    let (store, ahead) = (store.clone(), prefetched.slice(&object, &range));
+                    let ahead = match &own {
+                        // Just written: read from memory.
+                        Some((commit, bytes)) if commit.object == object => {
+                            usize::try_from(range.start)
+                                .ok()
+                                .zip(usize::try_from(range.end).ok())
+                                .filter(|&(_, end)| end <= bytes.len())
+                                .map(|(start, end)| bytes.slice(start..end))
+                        }
+                        _ => prefetched.slice(&object, &range),
+                    };
+                    let store = store.clone();
                     async move {
                         if let Some(bytes) = ahead {
                             return Ok(bytes);
@@ -627,12 +651,6 @@ impl Tier {
                 p.log_end()
             );
         }
-        for (_, bytes) in &own {
-            p.replay(bytes)?;
-        }
-        if !own.is_empty() {
-            tracing::info!(topic = %p.topic, partition = p.index, from = recorded_end, to = p.log_end(), batches = own.len(), "kept this broker's own unrecorded data of the partition's last epoch");
-        }
         p.set_manifest(manifest);
         p.init_recorded(recorded_end);
         p.note_tail_extents(
@@ -640,7 +658,10 @@ impl Tier {
                 .filter(|(_, e)| e.first.0 >= archived_end && e.first.0 < recorded_end)
                 .map(|(_, e)| e.first.0),
         );
-        Ok((recorded_end, p.log_end()))
+        Ok(Recovered::Ready {
+            recorded_end,
+            log_end: p.log_end(),
+        })
     }
 
     /// Queues local batches `from..to` (recorded nowhere yet) for upload.
@@ -667,11 +688,17 @@ impl Tier {
 
     /// Records local batches `from..to` of `p` now, as one WAL object of their own and a
     /// commit record conditional on this broker's assignment version, in the epoch they were
-    /// written in. For a takeover that keeps this broker's own unrecorded data (it led the
-    /// partition's last epoch and nobody began one since): the data is recorded before the
-    /// new term begins, so every term still begins at the recorded end. `Ok(false)`: fenced
-    /// (the partition moved meanwhile); nothing was recorded.
-    pub async fn record_now(&self, p: &Arc<Partition>, from: i64, to: i64) -> anyhow::Result<bool> {
+    /// written in, and returns the commit and the object's bytes. For a takeover that keeps
+    /// this broker's own unrecorded data (it led the partition's last epoch and nobody began
+    /// one since): the data is recorded before the local log is rebuilt and before the new
+    /// term begins, so every term still begins at the recorded end. `Ok(None)`: fenced (the
+    /// partition moved meanwhile); nothing was recorded.
+    pub async fn record_now(
+        &self,
+        p: &Arc<Partition>,
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<Option<(CommitRecord, Bytes)>> {
         let batches = p.read_local_range(from, to)?;
         let mut builder = WalObjectBuilder::default();
         for (h, bytes) in &batches {
@@ -684,9 +711,12 @@ impl Tier {
                 bytes,
             );
         }
-        if builder.is_empty() {
-            return Ok(true);
-        }
+        anyhow::ensure!(
+            !builder.is_empty(),
+            "{}-{}: no local batches in {from}..{to} to record",
+            p.topic,
+            p.index
+        );
         let (bytes, extents) = builder.finish();
         let seq = self.wal_seq.fetch_add(1, Ordering::AcqRel) + 1;
         // In flight: the garbage collector leaves the object alone until it is committed.
@@ -695,21 +725,21 @@ impl Tier {
             .lock()
             .expect("upload queue lock")
             .insert(seq, Instant::now());
-        let result = self.commit_own_object(seq, bytes, extents).await;
+        let result = self.commit_own_object(seq, bytes.clone(), extents).await;
         self.uploads
             .in_flight
             .lock()
             .expect("upload queue lock")
             .remove(&seq);
         let Some(record) = result? else {
-            return Ok(false);
+            return Ok(None);
         };
         for e in &record.extents {
             p.mark_recorded(e.first.0, e.end().0);
         }
         crate::metrics::metrics().wal_objects.inc();
         self.recorded.send_modify(|v| *v += 1);
-        Ok(true)
+        Ok(Some((record, bytes)))
     }
 
     /// Uploads WAL object `seq` and writes its commit record (retrying an unknown outcome a
@@ -1580,6 +1610,54 @@ mod tests {
         );
         // Everything recorded: nothing to keep, nothing dropped.
         assert!(kept(&history(&[(4, 0), (5, 30)]), 30).is_empty());
+    }
+
+    /// A takeover keeping this broker's own unrecorded data must not lose it when the read of
+    /// the recorded tail fails (or the broker dies meanwhile): nothing but the local log held it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_takeover_whose_tail_read_fails_still_keeps_its_own_unrecorded_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let p = written(dir.path(), 3).await;
+        let catalog = Catalog::new(Arc::new(silt_metadata::EmbeddedMetadataStore::in_memory()));
+        let faulty = Arc::new(silt_tiering::store::FaultyStore::new(Arc::new(
+            InMemory::new(),
+        )));
+        let tier = Tier::open(
+            faulty.clone(),
+            catalog.clone(),
+            NodeId(1),
+            TieringSettings::default(),
+            cache.path().to_path_buf(),
+        )
+        .await
+        .unwrap();
+        tier.fence_own_commits().await.unwrap();
+        // 0..10 is recorded in the bucket; 10..30 (epoch 4, still the last begun) only here.
+        assert!(tier.record_now(&p, 0, 10).await.unwrap().is_some());
+        let record = history(&[(4, 0)]);
+        faulty.set_failing_reads(true);
+        let commits = catalog.commit_records().await.unwrap();
+        let local = LocalLog::Rebuild;
+        let failed = tier
+            .recover(&p, &record, &commits, local, &Default::default())
+            .await;
+        assert!(failed.is_err(), "the tail could not be read");
+        // The takeover is tried again once the bucket answers.
+        faulty.set_failing_reads(false);
+        let commits = catalog.commit_records().await.unwrap();
+        let recovered = tier
+            .recover(&p, &record, &commits, local, &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(p.log_end(), 30, "kept 10..30: {recovered:?}");
+        let offsets: Vec<i64> = p
+            .read_local_range(0, 30)
+            .unwrap()
+            .iter()
+            .map(|(h, _)| h.base_offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 10, 20]);
     }
 
     #[tokio::test]

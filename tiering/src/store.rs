@@ -200,6 +200,7 @@ impl ObjectStore for ObservedStore {
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     failing: AtomicBool,
+    failing_reads: AtomicBool,
     losing: AtomicBool,
     puts: std::sync::atomic::AtomicU64,
     lost: std::sync::Mutex<Vec<Path>>,
@@ -210,6 +211,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             failing: AtomicBool::new(false),
+            failing_reads: AtomicBool::new(false),
             losing: AtomicBool::new(false),
             puts: Default::default(),
             lost: Default::default(),
@@ -218,6 +220,11 @@ impl FaultyStore {
 
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// While on, every GET fails (writes, lists and deletes still work).
+    pub fn set_failing_reads(&self, failing: bool) {
+        self.failing_reads.store(failing, Ordering::SeqCst);
     }
 
     /// While on, a third of the PUTs (spread by a hash, not periodic) are applied and then
@@ -291,6 +298,12 @@ impl ObjectStore for FaultyStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.check()?;
+        if self.failing_reads.load(Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: "injected fault: the object store refuses reads".into(),
+            });
+        }
         self.inner.get_opts(location, options).await
     }
 
