@@ -1011,6 +1011,11 @@ impl Broker {
         }
         self.tier.cancel.cancel();
         let _ = uploader.await;
+        if fatal.is_some() {
+            for p in self.all_partitions() {
+                p.set_leading(false);
+            }
+        }
         membership_stop.cancel();
         let _ = membership.await;
         fatal
@@ -1018,9 +1023,10 @@ impl Broker {
 
     /// The WAL refuses writes (a full or failing disk). Every partition's local log is cut back
     /// to what the WAL made durable, so no refused batch is ever visible, uploaded or re-queued
-    /// after a restart. In a cluster the broker then steps down from everything and stops
-    /// (returns why), so that the others take its partitions over from the bucket, as Kafka
-    /// stops a broker whose log directory failed; on one node it keeps serving reads while
+    /// after a restart. In a cluster the broker then stops (returns why), as Kafka stops a
+    /// broker whose log directory failed: like any shutdown it first flushes its durable data
+    /// to the bucket, then steps down and revokes its lease, and the others take its
+    /// partitions over; on one node it keeps serving reads while
     /// writes get KAFKA_STORAGE_ERROR and `/readyz` reports not ready, until it is restarted.
     async fn wal_failed(self: Arc<Self>, reason: &str) -> Option<String> {
         tracing::error!(%reason, "the WAL failed: refusing writes and cutting every local log back to what the WAL made durable");
@@ -1050,10 +1056,8 @@ impl Broker {
         if !self.clustered() {
             return None;
         }
-        for p in self.all_partitions() {
-            p.set_leading(false);
-        }
-        self.tier.notify_recorded();
+        // Not stepping down yet: the shutdown's flush first commits what the WAL made durable
+        // (acknowledged with acks=1 or on `local` topics), which a step-down would drop.
         Some(format!(
             "the WAL failed ({reason}); stopped so that other brokers take the partitions over"
         ))

@@ -319,6 +319,32 @@ fn own_unrecorded(
     Ok(Vec::new())
 }
 
+/// Cuts extent `e` of a WAL object (`object`) to its batches that end at or before `synced`
+/// (a partition's durable end); returns the bytes cut. A batch never straddles the cut: the
+/// WAL makes whole batches durable.
+fn durable_prefix(e: &mut WalExtent, object: &[u8], synced: i64) -> u64 {
+    if e.end().0 <= synced {
+        return 0;
+    }
+    let (start, len) = (e.start as usize, e.len as usize);
+    let data = object.get(start..start + len).unwrap_or_default();
+    let mut kept = 0;
+    let mut last = None;
+    for (pos, h) in silt_tiering::batch::batches(data) {
+        if h.last_offset() >= synced {
+            break;
+        }
+        kept = pos + h.total_size();
+        last = Some(h.last_offset());
+    }
+    let cut = e.len - kept as u64;
+    e.len = kept as u64;
+    if let Some(last) = last {
+        e.last = Offset(last);
+    }
+    cut
+}
+
 /// Attempts at one WAL object's commit before a broker in a cluster gives its partitions up
 /// (with the 2 s backoff cap, about two minutes).
 const COMMIT_ATTEMPTS: u32 = 64;
@@ -857,12 +883,17 @@ impl Tier {
     }
 
     async fn upload_wal_object(&self, seq: u64, buffered: Buffered, wal: &crate::log::wal::Wal) {
-        let (bytes, extents) = buffered.builder.finish();
+        let (bytes, mut extents) = buffered.builder.finish();
         let data_bytes: u64 = extents.iter().map(|e| e.len).sum();
         let key = layout::wal_object_key(self.node, self.generation, seq);
-        if let Err(error) =
-            store::upload_with_retry(self.store.as_ref(), &key, bytes, usize::MAX, &self.cancel)
-                .await
+        if let Err(error) = store::upload_with_retry(
+            self.store.as_ref(),
+            &key,
+            bytes.clone(),
+            usize::MAX,
+            &self.cancel,
+        )
+        .await
         {
             tracing::warn!(%key, %error, "WAL object not uploaded before shutdown; the local WAL keeps the data");
             return;
@@ -874,10 +905,27 @@ impl Tier {
             r = wal.wait_synced(buffered.wal_seq) => r,
         };
         if let Err(failed) = durable {
-            tracing::error!(%key, reason = %failed.0, "the WAL failed before this object's data was durable; the object is not committed");
-            self.uploads.release(data_bytes as usize);
-            self.notify_recorded();
-            return;
+            // Some of it may be durable all the same (and acknowledged: acks=1, or a `local`
+            // topic): a partition's synced end covers exactly what the WAL made durable, and
+            // nothing is written past it once the WAL has failed. Only that part is committed.
+            let refused: u64 = extents
+                .iter_mut()
+                .map(|e| {
+                    let synced = buffered
+                        .partitions
+                        .get(&(e.topic_id, e.partition))
+                        .map_or(i64::MIN, |p| p.synced_end());
+                    durable_prefix(e, &bytes, synced)
+                })
+                .sum();
+            extents.retain(|e| e.len > 0);
+            if extents.is_empty() {
+                tracing::error!(%key, reason = %failed.0, "the WAL failed before this object's data was durable; the object is not committed");
+                self.uploads.release(data_bytes as usize);
+                self.notify_recorded();
+                return;
+            }
+            tracing::warn!(%key, reason = %failed.0, refused_bytes = refused, "the WAL failed before all of this object's data was durable; committing only the durable part");
         }
         let commit_key = Catalog::commit_key(self.node, self.generation, seq);
         let mut record = CommitRecord {
@@ -1580,6 +1628,77 @@ mod tests {
         }
         assert!(catalog.commit_records().await.unwrap().is_empty());
         assert_eq!((p.recorded_end(), p.high_watermark()), (0, 0));
+        tier.cancel.cancel();
+        uploader.await.unwrap();
+    }
+
+    /// An object that mixes batches the WAL made durable (acknowledged with acks=1, or on a
+    /// `local` topic) and batches it refused: the durable ones are still committed, in a
+    /// cluster too (the broker flushes before it steps down), and the refused ones never are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_durable_part_of_an_object_the_wal_failed_under_is_committed() {
+        use crate::log::batch::{tests::encode, validate_record_set};
+        use crate::log::wal::{MemoryWalStorage, Wal};
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(Arc::new(silt_metadata::EmbeddedMetadataStore::in_memory()));
+        let tier = Tier::open(
+            Arc::new(InMemory::new()),
+            catalog.clone(),
+            NodeId(1),
+            TieringSettings::default(),
+            dir.path().join("cache"),
+        )
+        .await
+        .unwrap();
+        tier.set_clustered();
+        tier.fence_own_commits().await.unwrap();
+        let storage = MemoryWalStorage::default();
+        let wal = Wal::start(Box::new(storage.clone()), None);
+        let pdir = dir.path().join("p");
+        std::fs::create_dir_all(&pdir).unwrap();
+        let defaults = crate::config::LogDefaults::default();
+        let config = Arc::new(crate::topic_config::TopicConfig::resolve(
+            &defaults,
+            &Default::default(),
+        ));
+        let p = Arc::new(
+            Partition::open(
+                &pdir,
+                "t",
+                TopicId::random(),
+                0,
+                history(&[(4, 0)]),
+                config,
+                Some(tier.uploads.clone()),
+            )
+            .unwrap(),
+        );
+        p.set_leading(true);
+        let append = || {
+            let mut bytes = encode(10, kafka_protocol::records::Compression::None);
+            let parsed = validate_record_set(&bytes, &crate::log::batch::tests::LIMITS).unwrap();
+            p.append(&mut bytes, &parsed, &wal).unwrap()
+        };
+        // 0..10 is durable in the WAL; 10..20 is refused (the disk filled up).
+        let first = append();
+        wal.wait_synced(first.wal_seq).await.unwrap();
+        storage.fill_up();
+        let second = append();
+        assert!(wal.wait_synced(second.wal_seq).await.is_err());
+        // Both wait in one object for the uploader (started only now).
+        let uploader = tokio::spawn(tier.clone().run_uploader(wal.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tier.uploads.pending_bytes() > 0 {
+            assert!(Instant::now() < deadline, "the upload never resolved");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let commits = catalog.commit_records().await.unwrap();
+        let extents: Vec<(i64, i64)> = commits
+            .iter()
+            .flat_map(|(_, c)| c.extents.iter().map(|e| (e.first.0, e.end().0)))
+            .collect();
+        assert_eq!(extents, vec![(0, 10)]);
+        assert_eq!(p.recorded_end(), 10);
         tier.cancel.cancel();
         uploader.await.unwrap();
     }

@@ -343,6 +343,11 @@ impl Partition {
     }
 
     /// Where the recorded prefix ends.
+    /// End of the prefix the WAL (or a segment sync) made durable.
+    pub fn synced_end(&self) -> i64 {
+        self.synced_end.load(Ordering::Acquire)
+    }
+
     pub fn recorded_end(&self) -> i64 {
         self.recorded.lock().expect("recorded lock").end
     }
