@@ -33,7 +33,22 @@ pub async fn handle(
 ) -> anyhow::Result<Reply> {
     let request: FetchRequest = decode(&header, body)?;
     let authorized = authorize(broker, &request, session);
-    let reserve = response_bound(&request).min(crate::server::MAX_QUEUED_RESPONSE_BYTES);
+    let largest_batch = request
+        .topics
+        .iter()
+        .filter_map(|ft| {
+            let topic = if ft.topic_id.is_nil() {
+                broker.topic(ft.topic.as_str())
+            } else {
+                broker.topic_by_id(ft.topic_id)
+            }?;
+            let p = topic.partitions.first()?;
+            Some(p.config().max_message_bytes)
+        })
+        .max()
+        .unwrap_or(0);
+    let reserve =
+        response_bound(&request, largest_batch).min(crate::server::MAX_QUEUED_RESPONSE_BYTES);
     let permit = session
         .responses
         .clone()
@@ -48,11 +63,13 @@ pub async fn handle(
     })))
 }
 
-/// What a response to `request` may hold: its records (`max_bytes`, capped; the first batch
-/// may exceed it, KIP-74, by at most one batch) and a per-partition allowance for the rest.
-fn response_bound(request: &FetchRequest) -> usize {
+/// What a response to `request` may hold: its records (`max_bytes`, capped, or, when that is
+/// smaller, the one first batch KIP-74 sends whole: at most `largest_batch`, the largest
+/// `max.message.bytes` of the topics asked for) and a per-partition allowance for the rest.
+fn response_bound(request: &FetchRequest, largest_batch: usize) -> usize {
     let partitions: usize = request.topics.iter().map(|t| t.partitions.len()).sum();
-    (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES) + 64 * partitions + 1024
+    let records = (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES);
+    records.max(largest_batch.min(MAX_RESPONSE_BYTES)) + 64 * partitions + 1024
 }
 
 /// READ on each requested topic, in request order: decided once, not on every read of a long

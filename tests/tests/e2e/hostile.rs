@@ -263,6 +263,27 @@ fn rss(pid: u32) -> u64 {
 /// here, 64 × 55 MiB at worst); once it reads, every response arrives, in order, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_pins_bounded_memory() {
+    unread_fetches(&[], 18, 900, 55 << 20, 32).await;
+}
+
+/// The same with `max_bytes` 0: each response still carries one whole batch (KIP-74), here
+/// 8 MiB, so its reservation is the topic's `max.message.bytes`, not `max_bytes` (on a bound
+/// taken from `max_bytes` alone, 64 such fetches pinned half a gigabyte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_fetches_of_one_oversized_batch_pin_bounded_memory() {
+    unread_fetches(&[("max.message.bytes", "9000000")], 1, 8000, 0, 64).await;
+}
+
+/// Produces `batches` batches of `count` 1 KB records to a one-partition topic, then sends
+/// `unread` fetches of everything (`max_bytes`) without reading, watches the broker's RSS,
+/// and reads every response.
+async fn unread_fetches(
+    configs: &[(&str, &str)],
+    batches: usize,
+    count: usize,
+    max_bytes: i32,
+    unread: usize,
+) {
     use bytes::Bytes;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -272,16 +293,20 @@ async fn a_client_that_never_reads_pins_bounded_memory() {
     use silt_e2e::records::{self, BatchSpec};
 
     let silt = Silt::start();
-    silt_e2e::kafka::create_topic(&silt.bootstrap(), "wide", 1, &[]).await;
+    silt_e2e::kafka::create_topic(&silt.bootstrap(), "wide", 1, configs).await;
     let name = || TopicName(StrBytes::from_static_str("wide"));
     let mut produced = 0usize;
-    for _ in 0..18 {
+    let mut first_batch = 0usize;
+    for _ in 0..batches {
         let batch = records::batch(BatchSpec {
-            count: 900,
+            count,
             value: vec![b'v'; 1000],
             ..BatchSpec::default()
         });
         produced += batch.len();
+        if first_batch == 0 {
+            first_batch = batch.len();
+        }
         let request = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(10_000)
@@ -297,28 +322,36 @@ async fn a_client_that_never_reads_pins_bounded_memory() {
         .with_replica_id((-1).into())
         .with_max_wait_ms(0)
         .with_min_bytes(1)
-        .with_max_bytes(55 << 20)
+        .with_max_bytes(max_bytes)
         .with_topics(vec![FetchTopic::default()
             .with_topic(name())
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(0)
                 .with_fetch_offset(0)
-                .with_partition_max_bytes(55 << 20)])]);
+                .with_partition_max_bytes(max_bytes)])]);
     let records_of = |r: &kafka_protocol::messages::FetchResponse| {
         r.responses[0].partitions[0]
             .records
             .as_ref()
             .map_or(0, |b| b.len())
     };
+    // What one response carries: everything, or (max_bytes 0) the first batch whole.
+    let expected = if max_bytes == 0 {
+        first_batch
+    } else {
+        produced
+    };
     // Warm up (allocator arenas, page cache): one fetch read whole.
     let mut conn = raw::Conn::connect(&silt.bootstrap()).unwrap();
     let first = conn.call(11, &fetch).expect("fetch");
-    assert_eq!(records_of(&first), produced);
+    assert_eq!(records_of(&first), expected);
     let before = rss(silt.pid());
 
-    let sent: Vec<i32> = (0..32).map(|_| conn.send(11, &fetch).unwrap()).collect();
-    // Without the budget every fetch completes and its 16 MiB response waits in memory: more
-    // than 300 MiB within a few seconds. With it, one or two are held at a time.
+    let sent: Vec<i32> = (0..unread)
+        .map(|_| conn.send(11, &fetch).unwrap())
+        .collect();
+    // Without the budget every fetch completes and its response waits in memory: hundreds of
+    // MiB within a few seconds. With it, one or two are held at a time.
     let mut peak = before;
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
@@ -326,9 +359,10 @@ async fn a_client_that_never_reads_pins_bounded_memory() {
     }
     let grown = peak.saturating_sub(before);
     eprintln!(
-        "RSS {} MiB before, peak {} MiB with 32 unread 16 MiB fetches",
+        "RSS {} MiB before, peak {} MiB with {unread} unread fetches of {} MiB",
         before >> 20,
-        peak >> 20
+        peak >> 20,
+        expected >> 20
     );
     assert!(
         grown < 200 << 20,
@@ -339,7 +373,7 @@ async fn a_client_that_never_reads_pins_bounded_memory() {
         let response = conn
             .receive::<FetchRequest>(11, correlation_id)
             .expect("every response, in order");
-        assert_eq!(records_of(&response), produced);
+        assert_eq!(records_of(&response), expected);
     }
     assert_alive(&silt);
 }
