@@ -54,7 +54,14 @@ pub fn read_token(path: &Path) -> Option<Vec<u8>> {
 /// Whether the request head carries `Authorization: Bearer <token>` for the token in `path`.
 fn authorized(head: &str, path: &Path) -> bool {
     let Some(token) = read_token(path) else {
-        tracing::warn!(path = %path.display(), "admin token file unreadable or empty: /metrics refused");
+        // Once a minute at most: any peer can send requests.
+        static LAST_WARNED: std::sync::Mutex<Option<std::time::Instant>> =
+            std::sync::Mutex::new(None);
+        let mut last = LAST_WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(path = %path.display(), "admin token file unreadable or empty: /metrics refused (said at most once a minute)");
+        }
         return false;
     };
     head.lines().skip(1).any(|line| {

@@ -734,8 +734,14 @@ impl Config {
             })?;
             self.etcd.validate(&self.metadata)?;
         } else {
+            let e = &self.etcd;
             anyhow::ensure!(
-                self.etcd.username.is_none() && self.etcd.ca_file.is_none(),
+                e.username.is_none()
+                    && e.password.is_none()
+                    && e.ca_file.is_none()
+                    && e.cert_file.is_none()
+                    && e.key_file.is_none()
+                    && e.server_name.is_none(),
                 "[etcd] settings need an etcd:// or etcds:// metadata URL"
             );
         }
@@ -858,6 +864,23 @@ mod tests {
         };
         assert!(err(with("etcd://e:2379", tls_on_plain.clone())).contains("etcds://"));
         assert!(err(with("embedded", tls_on_plain.clone())).contains("etcd"));
+        // Any one [etcd] setting on `embedded` is a mistake worth saying, not ignoring.
+        for lone in [
+            EtcdSettings {
+                password: Some("p".into()),
+                ..Default::default()
+            },
+            EtcdSettings {
+                cert_file: ca(),
+                ..Default::default()
+            },
+            EtcdSettings {
+                server_name: Some("etcd".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(err(with("embedded", lone)).contains("etcd:// or etcds://"));
+        }
         let half_identity = EtcdSettings {
             ca_file: ca(),
             cert_file: ca(),
