@@ -4,4 +4,5 @@ pub mod batch;
 pub mod partition;
 pub mod producer;
 pub mod segment;
+pub mod upload;
 pub mod wal;

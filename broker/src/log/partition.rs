@@ -13,7 +13,7 @@ use super::batch::{self, BatchHeader};
 use super::producer::{self, BatchMeta, Check, ProducerStates, SequenceError};
 use super::segment::Segment;
 use super::wal::{OnDurable, Wal, WalFailed};
-use crate::tier::UploadQueue;
+use crate::log::upload::UploadSink;
 use crate::topic_config::{TimestampType, TopicConfig};
 use silt_metadata::catalog::PartitionRecord;
 use silt_metadata::{LeaderEpoch, Offset, TopicId};
@@ -112,7 +112,7 @@ pub struct Partition {
     synced_end: AtomicI64,
     recorded: Mutex<Recorded>,
     durability_object: AtomicBool,
-    uploads: Option<Arc<UploadQueue>>,
+    uploads: Option<Arc<dyn UploadSink>>,
 }
 
 impl OnDurable for Partition {
@@ -170,7 +170,7 @@ impl Partition {
         index: i32,
         record: PartitionRecord,
         config: Arc<TopicConfig>,
-        uploads: Option<Arc<UploadQueue>>,
+        uploads: Option<Arc<dyn UploadSink>>,
     ) -> Result<Partition, PartitionError> {
         let io_err = |source| PartitionError::Io {
             path: dir.to_path_buf(),
