@@ -3,12 +3,12 @@
 //! the authorizer off the ACLs are still stored and listed, as Kafka's are; they take effect
 //! when it is turned on.
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{
     AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType,
 };
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::{

@@ -4,10 +4,10 @@
 //! the cluster (CLUSTER_AUTHORIZATION_FAILED).
 
 use super::describe_configs::{authorize_configs, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::{AdminError, Broker};
 use crate::security::acl::Operation;
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, RequestHeader};

@@ -1,7 +1,7 @@
 //! ApiVersions: advertises [`super::SUPPORTED`]. A request at a version we do not know gets
 //! UNSUPPORTED_VERSION in the v0 layout, so the client can retry at a version we support.
 
-use crate::server::{frame, Frame};
+use crate::api::frame::{frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, RequestHeader};

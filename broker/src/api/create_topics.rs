@@ -4,10 +4,10 @@
 //! on the topic (TOPIC_AUTHORIZATION_FAILED); the created topic's configs are given only with
 //! DESCRIBE_CONFIGS on it.
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::{Broker, CreateTopicError};
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,

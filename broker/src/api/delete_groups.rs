@@ -2,10 +2,10 @@
 //! Authorization: DELETE on each group (GROUP_AUTHORIZATION_FAILED).
 
 use super::groups::code;
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, RequestHeader};

@@ -2,10 +2,10 @@
 //! Authorization: DELETE on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
 use super::error_code;
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,

@@ -2,10 +2,10 @@
 //! topic (TOPIC_AUTHORIZATION_FAILED, for a name whether or not the topic exists; a topic given
 //! by id keeps its name hidden from a session that may not DESCRIBE it).
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{

@@ -3,9 +3,9 @@
 //! needed; the authorized operations, when asked for, are 0 without DESCRIBE on the cluster.
 
 use super::metadata::cluster_authorized_operations;
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{

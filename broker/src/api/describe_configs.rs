@@ -3,11 +3,11 @@
 //! Authorization: DESCRIBE_CONFIGS on the topic (TOPIC_AUTHORIZATION_FAILED) or, for the
 //! broker, on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use crate::topic_config::{self, ConfigType, TopicConfig};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{

@@ -1,10 +1,10 @@
 //! DescribeGroups: state, protocol, members with their metadata and assignments.
 //! Authorization: DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED).
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType, GROUP_OPERATIONS};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, RequestHeader};

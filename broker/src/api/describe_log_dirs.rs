@@ -2,10 +2,10 @@
 //! Authorization: DESCRIBE on the cluster; without it no results (and, v3+,
 //! CLUSTER_AUTHORIZATION_FAILED).
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::Operation;
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,

@@ -5,10 +5,10 @@
 //! (TOPIC_AUTHORIZATION_FAILED for all of a denied topic's partitions).
 
 use super::{check_leader_epoch, error_code};
+use crate::api::frame::{decode, frame, Frame, Reply};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
@@ -48,7 +48,7 @@ pub async fn handle(
         .max()
         .unwrap_or(0);
     let reserve =
-        response_bound(&request, largest_batch).min(crate::server::MAX_QUEUED_RESPONSE_BYTES);
+        response_bound(&request, largest_batch).min(crate::api::frame::MAX_QUEUED_RESPONSE_BYTES);
     let permit = session
         .responses
         .clone()

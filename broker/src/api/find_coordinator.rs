@@ -4,10 +4,10 @@
 //! (GROUP_AUTHORIZATION_FAILED) or on the transactional id
 //! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{

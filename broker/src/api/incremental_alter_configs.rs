@@ -5,10 +5,10 @@
 
 use super::alter_configs::{admin_error, static_broker_configs};
 use super::describe_configs::{authorize_configs, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::Operation;
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use crate::topic_config::{ConfigType, TopicConfig};
 use bytes::Bytes;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;

@@ -4,10 +4,10 @@
 //! (GROUP_AUTHORIZATION_FAILED).
 
 use super::groups::code;
+use crate::api::frame::{decode, frame, Reply};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};

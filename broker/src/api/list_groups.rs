@@ -1,10 +1,10 @@
 //! ListGroups, with the state filter of v4+. Authorization: all groups with DESCRIBE on the
 //! cluster, otherwise only those the session may DESCRIBE.
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, RequestHeader};

@@ -6,12 +6,12 @@
 //! Authorization: DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
 use super::{check_leader_epoch, error_code};
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::log::batch::record_timestamps;
 use crate::log::partition::{OffsetLookup, Partition};
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,

@@ -5,12 +5,12 @@
 //! named topics it may not DESCRIBE get TOPIC_AUTHORIZATION_FAILED, as do unknown ones it may
 //! not CREATE (on the cluster or the topic) when they would be auto-created.
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::{validate_topic_name, Broker, CreateTopicError, Topic};
 use crate::security::acl::{
     Operation, ResourceType, CLUSTER_NAME, CLUSTER_OPERATIONS, TOPIC_OPERATIONS,
 };
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,

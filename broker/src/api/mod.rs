@@ -15,6 +15,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod frame;
 pub mod groups;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
@@ -33,12 +34,12 @@ pub mod sasl;
 pub mod scram_credentials;
 pub mod sync_group;
 
+use crate::api::frame::Reply;
 use crate::broker::Broker;
 use crate::log::batch::BatchError;
 use crate::log::partition::{Partition, PartitionError};
 use crate::log::producer::SequenceError;
 use crate::security::Session;
-use crate::server::Reply;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::ResponseError;
@@ -171,7 +172,7 @@ pub async fn handle(
                 list_offsets::handle(&broker, &header, &mut body, &session).unwrap_or_else(
                     |error| {
                         tracing::warn!(%error, "ListOffsets failed; closing the connection");
-                        crate::server::Frame::Failed
+                        crate::api::frame::Frame::Failed
                     },
                 )
             }))
@@ -228,9 +229,9 @@ pub async fn handle(
 /// Decodes a request frame's body (header and request) exactly as the handlers do, without
 /// acting on it: the entry point of the request fuzz target. Any input returns; none panics.
 pub fn decode_request(mut body: Bytes) -> anyhow::Result<()> {
-    use crate::server::decode;
+    use crate::api::frame::decode;
     use kafka_protocol::messages as m;
-    let (key, header) = crate::server::parse_header(&mut body)?;
+    let (key, header) = crate::api::frame::parse_header(&mut body)?;
     let Some((min, max)) = supported(key) else {
         anyhow::bail!("API {key:?} is not supported");
     };

@@ -4,12 +4,12 @@
 //! (TOPIC_AUTHORIZATION_FAILED for its partitions, which are not committed).
 
 use super::groups::code;
+use crate::api::frame::{decode, frame, Reply};
 use crate::broker::Broker;
 use crate::group::OffsetEntry;
 use crate::log::partition::now_ms;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,

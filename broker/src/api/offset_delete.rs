@@ -4,10 +4,10 @@
 //! partitions, whose offsets stay).
 
 use super::groups::code;
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,

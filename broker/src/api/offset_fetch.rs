@@ -4,11 +4,11 @@
 //! in v1); named topics the session may not DESCRIBE get TOPIC_AUTHORIZATION_FAILED, and a
 //! listing of all leaves them out.
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::group::GroupOffsets;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,

@@ -4,10 +4,10 @@
 //! (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
 use super::check_leader_epoch;
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,

@@ -5,11 +5,11 @@
 //! whether or not the topic exists); a transactional produce needs WRITE on its id first.
 
 use super::{batch_error_code, error_code};
+use crate::api::frame::{decode, frame, Frame, Reply};
 use crate::broker::Broker;
 use crate::log::batch::{validate_record_set, Limits};
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame, Reply};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};

@@ -9,10 +9,10 @@
 //! connection (as the same principal) before it ends; a connection past it is closed at its
 //! next request. Until then, request frames are limited to 512 KiB.
 
+use crate::api::frame::{decode, frame, parse_header, Frame};
 use crate::broker::Broker;
 use crate::security::sasl::{Exchange, Mechanism, Step};
 use crate::security::Listener;
-use crate::server::{decode, frame, parse_header, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,

@@ -3,11 +3,11 @@
 //! client sends a salted password (it runs PBKDF2 itself); the broker keeps the stored key
 //! and server key derived from it, never a password.
 
+use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
 use crate::security::acl::Operation;
 use crate::security::sasl::{Mechanism, ScramCredential, MAX_ITERATIONS, MIN_ITERATIONS};
 use crate::security::Session;
-use crate::server::{decode, frame, Frame};
 use bytes::Bytes;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{

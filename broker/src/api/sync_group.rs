@@ -2,10 +2,10 @@
 //! Authorization: READ on the group (GROUP_AUTHORIZATION_FAILED).
 
 use super::groups::code;
+use crate::api::frame::{decode, frame, Reply};
 use crate::broker::Broker;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
-use crate::server::{decode, frame, Reply};
 use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;

@@ -36,7 +36,7 @@ pub struct Session {
     pub principal: Arc<str>,
     authorizer: Arc<Authorizer>,
     /// The connection's budget for response bytes not yet written to the client (see
-    /// [`crate::server::MAX_QUEUED_RESPONSE_BYTES`]): a Fetch reserves its response's bound
+    /// [`crate::api::frame::MAX_QUEUED_RESPONSE_BYTES`]): a Fetch reserves its response's bound
     /// here, in request order, and gives it back once its response is written.
     pub responses: Arc<tokio::sync::Semaphore>,
 }
@@ -108,7 +108,7 @@ impl Session {
             }),
             principal: ANONYMOUS.into(),
             authorizer,
-            responses: crate::server::response_budget(),
+            responses: crate::api::frame::response_budget(),
         }
     }
 }
