@@ -176,7 +176,7 @@ pub async fn run(broker: Arc<Broker>, cancel: CancellationToken) {
     let store = broker.catalog.store().clone();
     let mut watches: Vec<Option<mpsc::Receiver<silt_metadata::WatchEvent>>> =
         vec![None, None, None];
-    let prefixes = ["/silt/topics/", "/silt/partitions/", "/silt/brokers/"];
+    let prefixes = silt_metadata::keys::LEADERSHIP_WATCHES;
     let mut live_changes = broker.membership.subscribe_live();
     loop {
         // (Re)open the watches that are missing; a failure leaves the poll as the fallback.

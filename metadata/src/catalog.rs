@@ -11,6 +11,7 @@
 //! - `/silt/controller` → node id of the controller, under its lease
 //! - `/silt/commits/{node:05}/{generation:010}-{seq:012}` → [`CommitRecord`], one per WAL object
 
+use crate::keys;
 use crate::store::{Compare, LeaseId, MetadataStore, Op, Txn};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicId};
 use crate::{Error, Result};
@@ -18,13 +19,6 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const CLUSTER_KEY: &str = "/silt/cluster";
-const PRODUCER_IDS_KEY: &str = "/silt/producer-ids";
-const TOPICS_PREFIX: &str = "/silt/topics/";
-const PARTITIONS_PREFIX: &str = "/silt/partitions/";
-const BROKERS_PREFIX: &str = "/silt/brokers/";
-const COMMITS_PREFIX: &str = "/silt/commits/";
-const CONTROLLER_KEY: &str = "/silt/controller";
 /// Most records written by one transaction: below etcd's default `--max-txn-ops` (128).
 pub const TXN_BATCH: usize = 100;
 
@@ -263,18 +257,6 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     })
 }
 
-fn topic_key(name: &str) -> String {
-    format!("{TOPICS_PREFIX}{name}")
-}
-
-fn partitions_prefix(topic: TopicId) -> String {
-    format!("{PARTITIONS_PREFIX}{topic}/")
-}
-
-fn partition_key(topic: TopicId, partition: i32) -> String {
-    format!("{PARTITIONS_PREFIX}{topic}/{partition:05}")
-}
-
 impl Catalog {
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
         Self { store }
@@ -286,8 +268,8 @@ impl Catalog {
 
     /// The cluster id, created on first use.
     pub async fn cluster_id(&self) -> Result<String> {
-        if let Some(kv) = self.store.get(CLUSTER_KEY).await? {
-            return Ok(decode::<ClusterRecord>(CLUSTER_KEY, &kv.value)?.cluster_id);
+        if let Some(kv) = self.store.get(keys::CLUSTER).await? {
+            return Ok(decode::<ClusterRecord>(keys::CLUSTER, &kv.value)?.cluster_id);
         }
         let record = ClusterRecord {
             cluster_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -295,45 +277,50 @@ impl Catalog {
         self.store
             .txn(
                 Txn::new()
-                    .when(Compare::absent(CLUSTER_KEY))
-                    .then(Op::put(CLUSTER_KEY, encode(CLUSTER_KEY, &record)?)),
+                    .when(Compare::absent(keys::CLUSTER))
+                    .then(Op::put(keys::CLUSTER, encode(keys::CLUSTER, &record)?)),
             )
             .await?;
         // Whoever won the race, read back the stored one.
-        let kv = self.store.get(CLUSTER_KEY).await?.ok_or(Error::Conflict {
-            key: CLUSTER_KEY.into(),
-        })?;
-        Ok(decode::<ClusterRecord>(CLUSTER_KEY, &kv.value)?.cluster_id)
+        let kv = self
+            .store
+            .get(keys::CLUSTER)
+            .await?
+            .ok_or(Error::Conflict {
+                key: keys::CLUSTER.into(),
+            })?;
+        Ok(decode::<ClusterRecord>(keys::CLUSTER, &kv.value)?.cluster_id)
     }
 
     /// Claims `size` producer ids no other broker will ever get (compare-and-swap on one key).
     pub async fn allocate_producer_ids(&self, size: i64) -> Result<std::ops::Range<i64>> {
         // Bounded: a conflict means another broker took a block; a few retries always suffice.
         for _ in 0..32 {
-            let current = self.store.get(PRODUCER_IDS_KEY).await?;
+            let current = self.store.get(keys::PRODUCER_IDS).await?;
             let (next, compare) = match &current {
                 Some(kv) => (
-                    decode::<ProducerIdBlock>(PRODUCER_IDS_KEY, &kv.value)?.next,
-                    Compare::mod_revision(PRODUCER_IDS_KEY, kv.mod_revision),
+                    decode::<ProducerIdBlock>(keys::PRODUCER_IDS, &kv.value)?.next,
+                    Compare::mod_revision(keys::PRODUCER_IDS, kv.mod_revision),
                 ),
-                None => (0, Compare::absent(PRODUCER_IDS_KEY)),
+                None => (0, Compare::absent(keys::PRODUCER_IDS)),
             };
             let block = ProducerIdBlock { next: next + size };
-            let txn = Txn::new()
-                .when(compare)
-                .then(Op::put(PRODUCER_IDS_KEY, encode(PRODUCER_IDS_KEY, &block)?));
+            let txn = Txn::new().when(compare).then(Op::put(
+                keys::PRODUCER_IDS,
+                encode(keys::PRODUCER_IDS, &block)?,
+            ));
             if self.store.txn(txn).await?.succeeded {
                 return Ok(next..next + size);
             }
         }
         Err(Error::Conflict {
-            key: PRODUCER_IDS_KEY.into(),
+            key: keys::PRODUCER_IDS.into(),
         })
     }
 
     pub async fn topics(&self) -> Result<Vec<TopicRecord>> {
         self.store
-            .list(TOPICS_PREFIX)
+            .list(keys::TOPICS)
             .await?
             .iter()
             .map(|kv| decode(&kv.key, &kv.value))
@@ -341,7 +328,7 @@ impl Catalog {
     }
 
     pub async fn topic(&self, name: &str) -> Result<Option<TopicRecord>> {
-        let key = topic_key(name);
+        let key = keys::topic(name);
         match self.store.get(&key).await? {
             Some(kv) => Ok(Some(decode(&key, &kv.value)?)),
             None => Ok(None),
@@ -356,7 +343,7 @@ impl Catalog {
     /// visible. A creation that loses the race removes its partition records again; a crash in
     /// between leaves records under a topic id no topic names, which nothing reads.
     pub async fn create_topic(&self, topic: &TopicRecord, leaders: &[NodeId]) -> Result<()> {
-        let key = topic_key(&topic.name);
+        let key = keys::topic(&topic.name);
         self.put_first_partitions(topic.id, 0..topic.partitions, leaders)
             .await?;
         let txn = Txn::new()
@@ -372,7 +359,7 @@ impl Catalog {
                 .is_none_or(|t| t.id != topic.id)
             {
                 self.store
-                    .txn(Txn::new().then(Op::delete_prefix(partitions_prefix(topic.id))))
+                    .txn(Txn::new().then(Op::delete_prefix(keys::partitions_of(topic.id))))
                     .await?;
             }
             Err(Error::TopicExists(topic.name.clone()))
@@ -389,7 +376,7 @@ impl Catalog {
         for chunk in all.chunks(TXN_BATCH) {
             let mut txn = Txn::new();
             for &p in chunk {
-                let pkey = partition_key(topic, p);
+                let pkey = keys::partition(topic, p);
                 let leader = leaders[p as usize % leaders.len()];
                 txn = txn.then(Op::put(
                     &pkey,
@@ -410,7 +397,7 @@ impl Catalog {
         update: impl FnOnce(&TopicRecord) -> TopicRecord,
         leaders: &[NodeId],
     ) -> Result<TopicRecord> {
-        let key = topic_key(name);
+        let key = keys::topic(name);
         let kv = self
             .store
             .get(&key)
@@ -433,7 +420,7 @@ impl Catalog {
 
     /// Deletes the topic and its partitions; returns what was deleted.
     pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord> {
-        let key = topic_key(name);
+        let key = keys::topic(name);
         let kv = self
             .store
             .get(&key)
@@ -443,7 +430,7 @@ impl Catalog {
         let txn = Txn::new()
             .when(Compare::mod_revision(&key, kv.mod_revision))
             .then(Op::delete(&key))
-            .then(Op::delete_prefix(partitions_prefix(topic.id)));
+            .then(Op::delete_prefix(keys::partitions_of(topic.id)));
         if self.store.txn(txn).await?.succeeded {
             Ok(topic)
         } else {
@@ -454,8 +441,8 @@ impl Catalog {
     /// Every partition record of every topic (one paged read), by topic id then partition.
     pub async fn all_partitions(&self) -> Result<Vec<VersionedPartition>> {
         let mut out = Vec::new();
-        for kv in self.store.list(PARTITIONS_PREFIX).await? {
-            let mut parts = kv.key[PARTITIONS_PREFIX.len()..].split('/');
+        for kv in self.store.list(keys::PARTITIONS).await? {
+            let mut parts = kv.key[keys::PARTITIONS.len()..].split('/');
             let (Some(topic), Some(partition), None) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
@@ -479,7 +466,7 @@ impl Catalog {
 
     pub async fn partitions(&self, topic: TopicId) -> Result<Vec<VersionedPartition>> {
         let mut out = Vec::new();
-        for kv in self.store.list(&partitions_prefix(topic)).await? {
+        for kv in self.store.list(&keys::partitions_of(topic)).await? {
             let partition = kv
                 .key
                 .rsplit('/')
@@ -509,14 +496,14 @@ impl Catalog {
         for chunk in updates.chunks(TXN_BATCH) {
             let mut txn = Txn::new();
             for (current, next) in chunk {
-                let key = partition_key(current.topic_id, current.partition);
+                let key = keys::partition(current.topic_id, current.partition);
                 txn = txn
                     .when(Compare::mod_revision(&key, current.mod_revision))
                     .then(Op::put(&key, encode(&key, next)?));
             }
             if !self.store.txn(txn).await?.succeeded {
                 return Err(Error::Conflict {
-                    key: PARTITIONS_PREFIX.into(),
+                    key: keys::PARTITIONS.into(),
                 });
             }
         }
@@ -529,7 +516,7 @@ impl Catalog {
         topic: TopicId,
         partition: i32,
     ) -> Result<Option<VersionedPartition>> {
-        let key = partition_key(topic, partition);
+        let key = keys::partition(topic, partition);
         Ok(match self.store.get(&key).await? {
             Some(kv) => Some(VersionedPartition {
                 topic_id: topic,
@@ -551,7 +538,7 @@ impl Catalog {
         epoch: LeaderEpoch,
         mut f: impl FnMut(&PartitionRecord) -> Option<PartitionRecord>,
     ) -> Result<PartitionRecord> {
-        let key = partition_key(topic, partition);
+        let key = keys::partition(topic, partition);
         // Bounded: only this partition's leader writes these fields between epoch changes.
         for _ in 0..8 {
             let Some(current) = self.partition(topic, partition).await? else {
@@ -584,8 +571,7 @@ impl Catalog {
 
     /// A generation number for this start of broker `node`, larger than any before.
     pub async fn next_generation(&self, node: NodeId) -> Result<u64> {
-        self.increment(&format!("{BROKERS_PREFIX}{:05}/generation", node.0))
-            .await
+        self.increment(&keys::broker_generation(node)).await
     }
 
     /// Adds one to the u64 counter at `key` (absent counts as 0) by compare-and-swap; returns
@@ -611,14 +597,10 @@ impl Catalog {
         Err(Error::Conflict { key: key.into() })
     }
 
-    fn assignment_key(node: NodeId) -> String {
-        format!("{BROKERS_PREFIX}{:05}/assignment", node.0)
-    }
-
     /// Broker `node`'s assignment version (created at 0). It moves whenever a partition is
     /// taken from the broker, and every commit record is conditional on it.
     pub async fn assignment_version(&self, node: NodeId) -> Result<u64> {
-        let key = Self::assignment_key(node);
+        let key = keys::broker_assignment(node);
         if let Some(kv) = self.store.get(&key).await? {
             return decode(&key, &kv.value);
         }
@@ -637,11 +619,7 @@ impl Catalog {
 
     /// Bumps broker `node`'s assignment version: every commit it has not yet made will fail.
     pub async fn bump_assignment_version(&self, node: NodeId) -> Result<u64> {
-        self.increment(&Self::assignment_key(node)).await
-    }
-
-    fn registration_key(node: NodeId) -> String {
-        format!("{BROKERS_PREFIX}{:05}/registration", node.0)
+        self.increment(&keys::broker_assignment(node)).await
     }
 
     /// Registers a live broker under `lease` if its node id is free. `Ok(None)` when registered;
@@ -651,7 +629,7 @@ impl Catalog {
         registration: &BrokerRegistration,
         lease: LeaseId,
     ) -> Result<Option<BrokerRegistration>> {
-        let key = Self::registration_key(registration.node);
+        let key = keys::broker_registration(registration.node);
         let txn = Txn::new().when(Compare::absent(&key)).then(Op::Put {
             key: key.clone(),
             value: encode(&key, registration)?,
@@ -670,7 +648,7 @@ impl Catalog {
     /// The registered (live) brokers, by node id.
     pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>> {
         let mut out = Vec::new();
-        for kv in self.store.list(BROKERS_PREFIX).await? {
+        for kv in self.store.list(keys::BROKERS).await? {
             if kv.key.ends_with("/registration") {
                 out.push(decode(&kv.key, &kv.value)?);
             }
@@ -682,27 +660,27 @@ impl Catalog {
     /// controller's node id either way.
     pub async fn campaign_controller(&self, node: NodeId, lease: LeaseId) -> Result<NodeId> {
         let txn = Txn::new()
-            .when(Compare::absent(CONTROLLER_KEY))
+            .when(Compare::absent(keys::CONTROLLER))
             .then(Op::Put {
-                key: CONTROLLER_KEY.into(),
-                value: encode(CONTROLLER_KEY, &node)?,
+                key: keys::CONTROLLER.into(),
+                value: encode(keys::CONTROLLER, &node)?,
                 lease: Some(lease),
             });
         if self.store.txn(txn).await?.succeeded {
             return Ok(node);
         }
-        match self.store.get(CONTROLLER_KEY).await? {
-            Some(kv) => decode(CONTROLLER_KEY, &kv.value),
+        match self.store.get(keys::CONTROLLER).await? {
+            Some(kv) => decode(keys::CONTROLLER, &kv.value),
             None => Err(Error::Conflict {
-                key: CONTROLLER_KEY.into(),
+                key: keys::CONTROLLER.into(),
             }),
         }
     }
 
     /// The current controller, if any.
     pub async fn controller(&self) -> Result<Option<NodeId>> {
-        match self.store.get(CONTROLLER_KEY).await? {
-            Some(kv) => Ok(Some(decode(CONTROLLER_KEY, &kv.value)?)),
+        match self.store.get(keys::CONTROLLER).await? {
+            Some(kv) => Ok(Some(decode(keys::CONTROLLER, &kv.value)?)),
             None => Ok(None),
         }
     }
@@ -718,13 +696,13 @@ impl Catalog {
         let mut applied = 0;
         for chunk in changes.chunks(TXN_BATCH / 2) {
             let mut txn = Txn::new().when(Compare::value(
-                CONTROLLER_KEY,
-                encode(CONTROLLER_KEY, &controller)?,
+                keys::CONTROLLER,
+                encode(keys::CONTROLLER, &controller)?,
             ));
             let mut losers = std::collections::BTreeSet::new();
             for change in chunk {
                 let current = &change.partition;
-                let key = partition_key(current.topic_id, current.partition);
+                let key = keys::partition(current.topic_id, current.partition);
                 let mut next = current.record.clone();
                 next.leader = change.leader;
                 next.leader_epoch = current.record.leader_epoch.next();
@@ -736,7 +714,7 @@ impl Catalog {
                 }
             }
             for loser in losers {
-                let key = Self::assignment_key(loser);
+                let key = keys::broker_assignment(loser);
                 let (value, compare) = match self.store.get(&key).await? {
                     Some(kv) => (
                         decode::<u64>(&key, &kv.value)? + 1,
@@ -753,11 +731,6 @@ impl Catalog {
         Ok(applied)
     }
 
-    /// The key of a commit record.
-    pub fn commit_key(node: NodeId, generation: u64, seq: u64) -> String {
-        format!("{COMMITS_PREFIX}{:05}/{generation:010}-{seq:012}", node.0)
-    }
-
     /// Records a WAL object: writes its commit record if broker `node`'s assignment version is
     /// still `assignment`. `Fenced` if it moved (nothing is written then).
     pub async fn commit_wal_object(
@@ -767,7 +740,7 @@ impl Catalog {
         key: &str,
         record: &CommitRecord,
     ) -> Result<()> {
-        let assignment_key = Self::assignment_key(node);
+        let assignment_key = keys::broker_assignment(node);
         let txn = Txn::new()
             .when(Compare::value(
                 &assignment_key,
@@ -798,7 +771,7 @@ impl Catalog {
     /// Every commit record of every broker, by key.
     pub async fn commit_records(&self) -> Result<Vec<(String, CommitRecord)>> {
         self.store
-            .list(COMMITS_PREFIX)
+            .list(keys::COMMITS)
             .await?
             .into_iter()
             .map(|kv| Ok((kv.key.clone(), decode(&kv.key, &kv.value)?)))
@@ -1005,7 +978,7 @@ mod tests {
             object: "wal/aa/x.wal".into(),
             extents: vec![],
         };
-        let key = Catalog::commit_key(node, 2, 1);
+        let key = keys::commit(node, 2, 1);
         catalog
             .commit_wal_object(node, v, &key, &record)
             .await
@@ -1015,7 +988,7 @@ mod tests {
             Some(record.clone())
         );
         catalog.bump_assignment_version(node).await.unwrap();
-        let key2 = Catalog::commit_key(node, 2, 2);
+        let key2 = keys::commit(node, 2, 2);
         assert!(matches!(
             catalog.commit_wal_object(node, v, &key2, &record).await,
             Err(Error::Fenced { .. })

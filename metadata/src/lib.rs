@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod embedded;
 mod error;
 pub mod etcd;
+pub mod keys;
 pub mod store;
 pub mod testsuite;
 pub mod types;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-const GROUPS_PREFIX: &str = "/silt/groups/";
+use silt_metadata::keys;
 
 fn group_key(group: &str) -> String {
-    format!("{GROUPS_PREFIX}{group}")
+    keys::group(group)
 }
 
 /// Coordinator settings (Kafka's `group.*` and `offsets.*` broker settings).
@@ -218,8 +218,8 @@ impl Coordinator {
             placement: std::sync::RwLock::new(None),
             given_up: Mutex::new(HashSet::new()),
         });
-        for kv in store.list(GROUPS_PREFIX).await? {
-            let id = kv.key[GROUPS_PREFIX.len()..].to_string();
+        for kv in store.list(keys::GROUPS).await? {
+            let id = kv.key[keys::GROUPS.len()..].to_string();
             let offsets: GroupOffsets = serde_json::from_slice(&kv.value)?;
             let group = coordinator.group(&id, true).expect("created");
             group.lock().expect("group lock").offsets = offsets;
@@ -297,10 +297,10 @@ impl Coordinator {
     pub async fn stored_groups(&self) -> silt_metadata::Result<Vec<String>> {
         Ok(self
             .store
-            .list(GROUPS_PREFIX)
+            .list(keys::GROUPS)
             .await?
             .into_iter()
-            .map(|kv| kv.key[GROUPS_PREFIX.len()..].to_string())
+            .map(|kv| kv.key[keys::GROUPS.len()..].to_string())
             .collect())
     }
 
@@ -322,7 +322,7 @@ impl Coordinator {
         Ok(kvs
             .into_iter()
             .filter_map(|kv| {
-                let group = kv.key[GROUPS_PREFIX.len()..].to_string();
+                let group = kv.key[keys::GROUPS.len()..].to_string();
                 match serde_json::from_slice(&kv.value) {
                     Ok(offsets) => Some((group, offsets)),
                     Err(error) => {

@@ -14,13 +14,13 @@
 
 use crate::config::AuthorizerSettings;
 use serde::{Deserialize, Serialize};
+use silt_metadata::keys;
 use silt_metadata::{MetadataStore, Op, Txn};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const ACLS_PREFIX: &str = "/silt/acls/";
 /// The name of the one cluster resource.
 pub const CLUSTER_NAME: &str = "kafka-cluster";
 
@@ -229,7 +229,7 @@ impl AclBinding {
         let canonical = serde_json::to_vec(self).expect("an ACL binding serializes");
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{ACLS_PREFIX}{hex}")
+        keys::acl(&hex)
     }
 
     /// Whether this binding's resource pattern covers the resource `name`.
@@ -465,7 +465,7 @@ impl Authorizer {
 
     /// Re-reads every binding from the store.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let kvs = self.store()?.list(ACLS_PREFIX).await?;
+        let kvs = self.store()?.list(keys::ACLS).await?;
         let mut acls = Vec::with_capacity(kvs.len());
         let mut unreadable = 0;
         for kv in kvs {
@@ -525,7 +525,7 @@ impl Authorizer {
         let mut watch = None;
         loop {
             if watch.is_none() {
-                watch = store.watch(ACLS_PREFIX).await.ok();
+                watch = store.watch(keys::ACLS).await.ok();
             }
             if let Err(error) = self.reload().await {
                 tracing::warn!(%error, "reading ACLs failed; keeping the ones already read");
@@ -652,7 +652,7 @@ mod tests {
             ResourceType::Topic,
             "t"
         ));
-        let junk = format!("{ACLS_PREFIX}junk");
+        let junk = keys::acl("junk");
         store.put(&junk, b"{not json".to_vec()).await.unwrap();
         a.reload().await.unwrap();
         assert!(!a.check(

@@ -10,14 +10,11 @@ use aws_lc_rs::{constant_time, digest, hmac, pbkdf2, rand::SecureRandom};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use silt_metadata::keys;
 use silt_metadata::{Compare, MetadataStore, Op, Txn};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-const SCRAM_PREFIX: &str = "/silt/scram/";
-/// The server secret that decoy salts for unknown users are derived from (shared by every
-/// broker of a cluster, so each gives an unknown user the same salt a known user would get).
-const DECOY_SECRET_KEY: &str = "/silt/security/scram-decoy-secret";
 /// Kafka's bounds on SCRAM iterations.
 pub const MIN_ITERATIONS: i32 = 4096;
 pub const MAX_ITERATIONS: i32 = 16384;
@@ -207,7 +204,7 @@ fn unescape(user: &str) -> String {
 }
 
 fn key(user: &str, mechanism: Mechanism) -> String {
-    format!("{SCRAM_PREFIX}{}/{}", escape(user), mechanism.name())
+    keys::scram(&escape(user), mechanism.name())
 }
 
 impl Credentials {
@@ -228,11 +225,11 @@ impl Credentials {
             .get_or_try_init(|| async {
                 let fresh = random(32);
                 let txn = Txn::new()
-                    .when(Compare::absent(DECOY_SECRET_KEY))
-                    .then(Op::put(DECOY_SECRET_KEY, fresh));
+                    .when(Compare::absent(keys::SCRAM_DECOY_SECRET))
+                    .then(Op::put(keys::SCRAM_DECOY_SECRET, fresh));
                 self.store.txn(txn).await?;
                 // Whoever won the race, every broker uses the stored one.
-                match self.store.get(DECOY_SECRET_KEY).await? {
+                match self.store.get(keys::SCRAM_DECOY_SECRET).await? {
                     Some(kv) if kv.value.len() >= 16 => anyhow::Ok(kv.value),
                     _ => anyhow::bail!("the SCRAM decoy secret is missing or too short"),
                 }
@@ -292,8 +289,8 @@ impl Credentials {
     /// Every credential: (user, mechanism, iterations), by user.
     pub async fn list(&self) -> anyhow::Result<Vec<(String, Mechanism, i32)>> {
         let mut out = Vec::new();
-        for kv in self.store.list(SCRAM_PREFIX).await? {
-            let rest = &kv.key[SCRAM_PREFIX.len()..];
+        for kv in self.store.list(keys::SCRAM).await? {
+            let rest = &kv.key[keys::SCRAM.len()..];
             let Some((user, mechanism)) = rest.rsplit_once('/') else {
                 continue;
             };

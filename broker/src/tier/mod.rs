@@ -35,7 +35,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use silt_metadata::catalog::{Catalog, CommitRecord, PartitionRecord, WalExtent};
-use silt_metadata::{LeaderEpoch, NodeId, Offset, TopicId};
+use silt_metadata::{keys, LeaderEpoch, NodeId, Offset, TopicId};
 use silt_tiering::manifest::{Manifest, SegmentRef};
 use silt_tiering::read::{ReadConfig, TieredReader};
 use silt_tiering::segment::SegmentWriter;

@@ -162,7 +162,7 @@ impl Tier {
         .map_err(|_| anyhow::anyhow!("no upload within {RECORD_NOW_UPLOAD_DEADLINE:?}"))
         .and_then(|r| r.map_err(anyhow::Error::from))
         .with_context(|| format!("upload {key}"))?;
-        let commit_key = Catalog::commit_key(self.node, self.generation, seq);
+        let commit_key = keys::commit(self.node, self.generation, seq);
         let record = CommitRecord {
             object: key.to_string(),
             extents,

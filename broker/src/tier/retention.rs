@@ -95,7 +95,7 @@ impl Tier {
         archived_end: impl Fn(TopicId, i32) -> Option<i64>,
     ) -> anyhow::Result<()> {
         let records = self.catalog.commit_records().await?;
-        let mine = format!("/silt/commits/{:05}/", self.node.0);
+        let mine = keys::commits_of(self.node);
         let done: Vec<String> = records
             .iter()
             .filter(|(k, _)| k.starts_with(&mine))

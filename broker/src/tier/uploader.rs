@@ -144,7 +144,7 @@ impl Tier {
             }
             tracing::warn!(%key, reason = %failed.0, refused_bytes = refused, "the WAL failed before all of this object's data was durable; committing only the durable part");
         }
-        let commit_key = Catalog::commit_key(self.node, self.generation, seq);
+        let commit_key = keys::commit(self.node, self.generation, seq);
         let mut record = CommitRecord {
             object: key.to_string(),
             extents,
