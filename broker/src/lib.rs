@@ -11,6 +11,7 @@ pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod error;
 pub mod group;
 pub mod leadership;
 pub mod log;

@@ -5,7 +5,8 @@
 
 use super::describe_configs::{authorize_configs, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::api::frame::{decode, frame, Frame};
-use crate::broker::{AdminError, Broker};
+use crate::broker::Broker;
+use crate::error::admin_error;
 use crate::security::acl::Operation;
 use crate::security::Session;
 use bytes::Bytes;
@@ -80,16 +81,6 @@ pub fn static_broker_configs() -> (ResponseError, String) {
         ResponseError::InvalidRequest,
         "broker settings are static: set them in silt.toml, SILT_* variables or flags".into(),
     )
-}
-
-pub fn admin_error(e: AdminError) -> (ResponseError, String) {
-    let code = match &e {
-        AdminError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
-        AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
-        AdminError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        AdminError::Internal(_) => ResponseError::UnknownServerError,
-    };
-    (code, e.to_string())
 }
 
 pub fn response(

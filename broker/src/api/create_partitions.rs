@@ -1,9 +1,9 @@
 //! CreatePartitions: grows a topic's partition count (never shrinks it), validate_only too.
 //! Authorization: ALTER on the topic (TOPIC_AUTHORIZATION_FAILED).
 
-use super::alter_configs::admin_error;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::admin_error;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;

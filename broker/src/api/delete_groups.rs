@@ -1,9 +1,9 @@
 //! DeleteGroups: removes groups without members, with their committed offsets.
 //! Authorization: DELETE on each group (GROUP_AUTHORIZATION_FAILED).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -26,7 +26,7 @@ pub async fn handle(
         } else {
             match broker.groups.delete(id.as_str()).await {
                 Ok(()) => 0,
-                Err(e) => code(e),
+                Err(e) => group_code(e),
             }
         };
         results.push(

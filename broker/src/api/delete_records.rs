@@ -1,9 +1,9 @@
 //! DeleteRecords: moves a partition's log start offset forward (-1: to the high watermark).
 //! Authorization: DELETE on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
-use super::error_code;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::partition_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -45,7 +45,7 @@ pub fn handle(
                     };
                     match partition.delete_records(p.offset) {
                         Ok(low) => r.with_low_watermark(low),
-                        Err(e) => r.with_error_code(error_code(&e).code()),
+                        Err(e) => r.with_error_code(partition_code(&e).code()),
                     }
                 })
                 .collect();

@@ -4,9 +4,10 @@
 //! keep sending full fetches. Authorization: READ on each topic, decided once per request
 //! (TOPIC_AUTHORIZATION_FAILED for all of a denied topic's partitions).
 
-use super::{check_leader_epoch, error_code};
+use super::check_leader_epoch;
 use crate::api::frame::{decode, frame, Frame, Reply};
 use crate::broker::Broker;
+use crate::error::partition_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -247,7 +248,7 @@ async fn read_once(
                 Err(e) => {
                     has_error = true;
                     partitions.push(
-                        base.with_error_code(error_code(&e).code())
+                        base.with_error_code(partition_code(&e).code())
                             .with_high_watermark(partition.high_watermark())
                             .with_last_stable_offset(partition.high_watermark())
                             .with_log_start_offset(partition.log_start()),

@@ -1,9 +1,9 @@
 //! Heartbeat: keeps a member's session; tells it when a rebalance is under way.
 //! Authorization: READ on the group (GROUP_AUTHORIZATION_FAILED).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -29,7 +29,7 @@ pub fn handle(
             request.group_instance_id.as_ref().map(|s| s.as_str()),
         ) {
             Ok(()) => 0,
-            Err(e) => code(e),
+            Err(e) => group_code(e),
         }
     };
     Ok(frame(

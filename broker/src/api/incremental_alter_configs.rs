@@ -3,10 +3,11 @@
 //! (TOPIC_AUTHORIZATION_FAILED) or, for the broker, on the cluster
 //! (CLUSTER_AUTHORIZATION_FAILED).
 
-use super::alter_configs::{admin_error, static_broker_configs};
+use super::alter_configs::static_broker_configs;
 use super::describe_configs::{authorize_configs, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::admin_error;
 use crate::security::acl::Operation;
 use crate::security::Session;
 use crate::topic_config::{ConfigType, TopicConfig};

@@ -3,9 +3,9 @@
 //! v5+) keep their identity across restarts. Authorization: READ on the group
 //! (GROUP_AUTHORIZATION_FAILED).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Reply};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -100,7 +100,7 @@ pub fn handle(
                 }
                 r
             }
-            Err(e) => failed(&request, version, code(e)),
+            Err(e) => failed(&request, version, group_code(e)),
         };
         frame(&header, &response)
     })))

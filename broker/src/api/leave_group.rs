@@ -1,9 +1,9 @@
 //! LeaveGroup: one member (v0-2) or a batch of members by id or instance id (v3+).
 //! Authorization: READ on the group (GROUP_AUTHORIZATION_FAILED, the top-level error).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -44,7 +44,7 @@ pub fn handle(
         vec![(request.member_id.as_str().to_string(), None)]
     };
     let response = match broker.groups.leave(request.group_id.as_str(), &members) {
-        Err(e) => LeaveGroupResponse::default().with_error_code(code(e)),
+        Err(e) => LeaveGroupResponse::default().with_error_code(group_code(e)),
         Ok(results) if batched => LeaveGroupResponse::default().with_members(
             request
                 .members
@@ -54,7 +54,7 @@ pub fn handle(
                     MemberResponse::default()
                         .with_member_id(m.member_id.clone())
                         .with_group_instance_id(m.group_instance_id.clone())
-                        .with_error_code(r.err().map_or(0, code))
+                        .with_error_code(r.err().map_or(0, group_code))
                 })
                 .collect(),
         ),
@@ -63,7 +63,7 @@ pub fn handle(
                 .into_iter()
                 .next()
                 .and_then(|r| r.err())
-                .map_or(0, code),
+                .map_or(0, group_code),
         ),
     };
     Ok(frame(header, &response))

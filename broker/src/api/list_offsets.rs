@@ -5,9 +5,10 @@
 //! segment objects below the local log (through the read cache), then locally.
 //! Authorization: DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED for its partitions).
 
-use super::{check_leader_epoch, error_code};
+use super::check_leader_epoch;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::partition_code;
 use crate::log::batch::record_timestamps;
 use crate::log::partition::{OffsetLookup, Partition};
 use crate::security::acl::{Operation, ResourceType};
@@ -86,7 +87,7 @@ pub fn handle(
                         // The leader epoch is in the response from v4.
                         .with_leader_epoch(if version >= 4 { l.leader_epoch } else { -1 }),
                     Ok(None) => base,
-                    Err(e) => base.with_error_code(error_code(&e).code()),
+                    Err(e) => base.with_error_code(partition_code(&e).code()),
                 }
             })
             .collect();

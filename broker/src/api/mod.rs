@@ -16,7 +16,6 @@ pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod frame;
-pub mod groups;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
@@ -36,9 +35,7 @@ pub mod sync_group;
 
 use crate::api::frame::Reply;
 use crate::broker::Broker;
-use crate::log::batch::BatchError;
-use crate::log::partition::{Partition, PartitionError};
-use crate::log::producer::SequenceError;
+use crate::log::partition::Partition;
 use crate::security::Session;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -304,33 +301,6 @@ pub fn decode_request(mut body: Bytes) -> anyhow::Result<()> {
         other => anyhow::bail!("API {other:?} has no decoder here"),
     }
     Ok(())
-}
-
-/// The one place partition-level errors become Kafka error codes.
-pub fn error_code(error: &PartitionError) -> ResponseError {
-    match error {
-        PartitionError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
-        PartitionError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
-        PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        PartitionError::Io { .. } | PartitionError::Wal(_) => ResponseError::KafkaStorageError,
-        PartitionError::Batch(b) => batch_error_code(b),
-        PartitionError::Sequence(SequenceError::InvalidEpoch { .. }) => {
-            ResponseError::InvalidProducerEpoch
-        }
-        PartitionError::Sequence(SequenceError::OutOfOrder { .. }) => {
-            ResponseError::OutOfOrderSequenceNumber
-        }
-    }
-}
-
-pub fn batch_error_code(error: &BatchError) -> ResponseError {
-    match error {
-        BatchError::Corrupt(_) => ResponseError::CorruptMessage,
-        BatchError::InvalidRecord(_) => ResponseError::InvalidRecord,
-        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
-        BatchError::Unsupported(_) => ResponseError::InvalidRecord,
-    }
 }
 
 /// Whether this broker leads the partition, then Kafka's check of a request's

@@ -3,9 +3,9 @@
 //! the group (else GROUP_AUTHORIZATION_FAILED for every partition), then READ on each topic
 //! (TOPIC_AUTHORIZATION_FAILED for its partitions, which are not committed).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Reply};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::group::OffsetEntry;
 use crate::log::partition::now_ms;
 use crate::security::acl::{Operation, ResourceType};
@@ -105,7 +105,7 @@ pub fn handle(
                 )
                 .await
                 .err()
-                .map(code)
+                .map(group_code)
         };
         let topics = request
             .topics

@@ -3,9 +3,9 @@
 //! (GROUP_AUTHORIZATION_FAILED), then READ on each topic (TOPIC_AUTHORIZATION_FAILED for its
 //! partitions, whose offsets stay).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Frame};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -74,7 +74,7 @@ pub async fn handle(
         .delete_offsets(request.group_id.as_str(), &partitions, &subs)
         .await
     {
-        Err(e) => OffsetDeleteResponse::default().with_error_code(code(e)),
+        Err(e) => OffsetDeleteResponse::default().with_error_code(group_code(e)),
         Ok(results) => {
             let mut results = results.into_iter();
             OffsetDeleteResponse::default().with_topics(

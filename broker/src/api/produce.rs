@@ -4,9 +4,9 @@
 //! Authorization: WRITE on each topic (TOPIC_AUTHORIZATION_FAILED for all of its partitions,
 //! whether or not the topic exists); a transactional produce needs WRITE on its id first.
 
-use super::{batch_error_code, error_code};
 use crate::api::frame::{decode, frame, Frame, Reply};
 use crate::broker::Broker;
+use crate::error::{batch_code, partition_code};
 use crate::log::batch::{validate_record_set, Limits};
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
@@ -136,7 +136,7 @@ pub async fn handle(
                     Ok(b) => b,
                     Err(e) => {
                         tracing::debug!(topic = %partition.topic, partition = pd.index, error = %e, "refused batch");
-                        outcomes.push(fail(batch_error_code(&e), e.to_string()));
+                        outcomes.push(fail(batch_code(&e), e.to_string()));
                         continue;
                     }
                 };
@@ -173,7 +173,7 @@ pub async fn handle(
                     }
                     Err(e) => {
                         tracing::warn!(topic = %partition.topic, partition = pd.index, error = %e, "append failed");
-                        outcomes.push(fail(error_code(&e), e.to_string()));
+                        outcomes.push(fail(partition_code(&e), e.to_string()));
                     }
                 }
             }

@@ -1,9 +1,9 @@
 //! SyncGroup: the leader's assignments go to every member; the broker never reads them.
 //! Authorization: READ on the group (GROUP_AUTHORIZATION_FAILED).
 
-use super::groups::code;
 use crate::api::frame::{decode, frame, Reply};
 use crate::broker::Broker;
+use crate::error::group_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 use bytes::Bytes;
@@ -54,7 +54,7 @@ pub fn handle(
                     r
                 }
             }
-            Err(e) => SyncGroupResponse::default().with_error_code(code(e)),
+            Err(e) => SyncGroupResponse::default().with_error_code(group_code(e)),
         };
         frame(&header, &response)
     })))
