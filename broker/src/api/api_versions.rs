@@ -1,4 +1,4 @@
-//! ApiVersions: advertises [`super::SUPPORTED`]. A request at a version we do not know gets
+//! ApiVersions: advertises [`super::APIS`]. A request at a version we do not know gets
 //! UNSUPPORTED_VERSION in the v0 layout, so the client can retry at a version we support.
 
 use crate::api::frame::{frame, Frame};
@@ -11,13 +11,13 @@ use kafka_protocol::ResponseError;
 const MAX_VERSION: i16 = 3;
 
 fn api_keys() -> Vec<ApiVersion> {
-    super::SUPPORTED
+    super::APIS
         .iter()
-        .map(|(key, min, max)| {
+        .map(|api| {
             ApiVersion::default()
-                .with_api_key(*key as i16)
-                .with_min_version(*min)
-                .with_max_version(*max)
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min)
+                .with_max_version(api.max)
         })
         .collect()
 }
