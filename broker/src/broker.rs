@@ -45,6 +45,8 @@ pub struct Broker {
     pub tier: Arc<Tier>,
     /// This broker's registration and the live brokers.
     pub membership: Arc<crate::cluster::Membership>,
+    /// What Produce and Fetch use of the log, the WAL, the tier and the membership.
+    pub service: crate::service::PartitionService,
     /// ACLs and the decisions made with them.
     pub authorizer: Arc<crate::security::acl::Authorizer>,
     /// SCRAM credentials (SASL).
@@ -372,11 +374,18 @@ impl Broker {
         .await
         .context("load consumer groups")?;
 
+        let service = crate::service::PartitionService::new(
+            wal.clone(),
+            tier.clone(),
+            membership.clone(),
+            &config,
+        );
         let broker = Arc::new(Broker {
             controller: std::sync::atomic::AtomicI32::new(node_id.0),
             groups,
             tier,
             membership,
+            service,
             authorizer,
             credentials,
             config,

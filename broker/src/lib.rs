@@ -18,6 +18,7 @@ pub mod log;
 pub mod metrics;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod tier;
 pub mod topic_config;

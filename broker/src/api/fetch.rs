@@ -7,9 +7,9 @@
 use super::check_leader_epoch;
 use crate::api::frame::{decode, frame, Frame, Reply};
 use crate::broker::Broker;
-use crate::error::partition_code;
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
+use crate::service::ReadError;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Upper bound on how long one fetch may be held, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
@@ -110,11 +111,9 @@ async fn respond(
     }
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
-    let mut synced = broker.wal.subscribe();
-    let mut recorded = broker.tier.subscribe_recorded();
+    let mut progress = broker.service.progress();
     loop {
-        synced.borrow_and_update();
-        recorded.borrow_and_update();
+        progress.mark_seen();
         let (response, bytes, has_error) = read_once(broker, &request, &authorized).await;
         let done =
             has_error || bytes >= request.min_bytes.max(0) as usize || Instant::now() >= deadline;
@@ -123,13 +122,10 @@ async fn respond(
         }
         // New data becomes visible only when a WAL sync or a commit record advances high
         // watermarks.
-        let changed = async {
-            tokio::select! {
-                r = synced.changed() => r,
-                r = recorded.changed() => r,
-            }
-        };
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        if tokio::time::timeout_at(deadline, progress.changed())
+            .await
+            .is_err()
+        {
             let (response, _, _) = read_once(broker, &request, &authorized).await;
             return frame(header, &response);
         }
@@ -144,8 +140,7 @@ async fn read_once(
     let mut remaining = (request.max_bytes.max(0) as usize).min(MAX_RESPONSE_BYTES);
     // One deadline for every read from the bucket in this response: a slow or unreachable
     // store delays the answer by at most this, whatever its own retries would take.
-    let bucket_deadline =
-        Instant::now() + Duration::from_millis(broker.config.tiering.remote_fetch_max_wait_ms);
+    let bucket_deadline = broker.service.bucket_deadline();
     let mut total = 0usize;
     let mut has_error = false;
     let read_committed = request.isolation_level == 1;
@@ -194,37 +189,17 @@ async fn read_once(
             }
             // KIP-74: until some data is in the response, the first batch goes out whole.
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
-            let mut read = span.in_scope(|| partition.read(fp.fetch_offset, limit, total == 0));
-            // Below the local log: from the segment object, through the read cache.
-            if let Ok(r) = &mut read {
-                if let Some(seg) = r.remote.take() {
-                    let read = broker
-                        .tier
-                        .reader
-                        .read(&seg, fp.fetch_offset, limit, total == 0);
-                    let read = match tokio::time::timeout_at(bucket_deadline, read).await {
-                        Ok(read) => read.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!(
-                            "no answer within tiering.remote_fetch_max_wait_ms ({} ms)",
-                            broker.config.tiering.remote_fetch_max_wait_ms
-                        )),
-                    };
-                    match read {
-                        Ok(bytes) => r.records = bytes.to_vec(),
-                        Err(error) => {
-                            tracing::warn!(topic = %partition.topic, partition = fp.partition, %error, "read from the bucket failed");
-                            has_error = true;
-                            partitions.push(
-                                base.with_error_code(ResponseError::KafkaStorageError.code())
-                                    .with_high_watermark(partition.high_watermark())
-                                    .with_last_stable_offset(partition.high_watermark())
-                                    .with_log_start_offset(partition.log_start()),
-                            );
-                            continue;
-                        }
-                    }
-                }
-            }
+            let read = broker
+                .service
+                .read(
+                    partition,
+                    fp.fetch_offset,
+                    limit,
+                    total == 0,
+                    bucket_deadline,
+                )
+                .instrument(span)
+                .await;
             match read {
                 Ok(r) => {
                     total += r.records.len();
@@ -246,9 +221,12 @@ async fn read_once(
                     );
                 }
                 Err(e) => {
+                    if let ReadError::Bucket(error) = &e {
+                        tracing::warn!(topic = %partition.topic, partition = fp.partition, %error, "read from the bucket failed");
+                    }
                     has_error = true;
                     partitions.push(
-                        base.with_error_code(partition_code(&e).code())
+                        base.with_error_code(e.code().code())
                             .with_high_watermark(partition.high_watermark())
                             .with_last_stable_offset(partition.high_watermark())
                             .with_log_start_offset(partition.log_start()),
